@@ -1,0 +1,101 @@
+"""The one place that turns exceptions into the API error shape.
+
+Every error, whether raised by our services, by DRF (validation, auth, parsing,
+throttling) or by Django (404, permission denied), leaves as:
+
+    {"error": {"code": "...", "message": "...", "details": {...}, "request_id": "..."}}
+"""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.core.exceptions import ApplicationError
+from apps.core.middleware import current_request_id
+
+logger = logging.getLogger(__name__)
+
+# Stable codes for DRF's exception classes; checked in order (subclasses first).
+_DRF_CODES: list[tuple[type[drf.APIException], str, str | None]] = [
+    (drf.ValidationError, "invalid_input", "The request is invalid."),
+    (drf.ParseError, "malformed_request", None),
+    (drf.NotAuthenticated, "not_authenticated", None),
+    (drf.AuthenticationFailed, "authentication_failed", None),
+    (drf.PermissionDenied, "permission_denied", None),
+    (drf.NotFound, "not_found", None),
+    (drf.MethodNotAllowed, "method_not_allowed", None),
+    (drf.NotAcceptable, "not_acceptable", None),
+    (drf.UnsupportedMediaType, "unsupported_media_type", None),
+    (drf.Throttled, "throttled", None),
+]
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | list[Any] | None = None) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details or {},
+            "request_id": current_request_id(),
+        }
+    }
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        return Response(error_body("invalid_input", "The request is invalid.", details), status=400)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # Not an API error: a bug. Log it with its traceback and answer 500 in our shape.
+        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        return Response(error_body("internal_error", "An internal error occurred."), status=500)
+
+    code, message = "error", "Request failed."
+    for cls, cls_code, cls_message in _DRF_CODES:
+        if isinstance(exc, cls):
+            code, message = cls_code, cls_message or str(exc.detail)
+            break
+    details: Any = {}
+    if isinstance(exc, drf.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    elif isinstance(exc, drf.Throttled) and exc.wait is not None:
+        details = {"retry_after": int(exc.wait)}
+    response.data = error_body(code, message, details)
+    return response
+
+
+# --- Django-level handlers, for errors that never reach a DRF view -------------------
+
+
+def json_error(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status)
+
+
+def handler400(request: Any, exception: Exception | None = None) -> JsonResponse:
+    return json_error("bad_request", "Bad request.", 400)
+
+
+def handler403(request: Any, exception: Exception | None = None) -> JsonResponse:
+    return json_error("permission_denied", "You do not have permission to perform this action.", 403)
+
+
+def handler404(request: Any, exception: Exception | None = None) -> JsonResponse:
+    return json_error("not_found", f"No resource at {request.path}.", 404)
+
+
+def handler500(request: Any) -> JsonResponse:
+    return json_error("internal_error", "An internal error occurred.", 500)

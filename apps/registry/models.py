@@ -1,0 +1,135 @@
+from django.conf import settings
+from django.db import models
+
+from apps.core.models import TimeStampedModel
+from apps.registry.storage import model_store
+
+
+class MLModel(TimeStampedModel):
+    """A named model; its versions hold the ONNX artifacts, aliases point at versions."""
+
+    class Task(models.TextChoices):
+        IMAGE_CLASSIFICATION = "image-classification"
+        TENSOR = "tensor"
+
+    class Visibility(models.TextChoices):
+        PRIVATE = "private"
+        INTERNAL = "internal"
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    task = models.CharField(max_length=32, choices=Task.choices, default=Task.IMAGE_CLASSIFICATION)
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ml_models")
+    # Counter for version numbers. Incrementing it with UPDATE takes the row lock,
+    # which serialises concurrent uploads; numbers are never reused.
+    next_version_number = models.PositiveIntegerField(default=1, editable=False)
+
+    class Meta:
+        verbose_name = "model"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def artifact_path(instance: "ModelVersion", filename: str) -> str:
+    return f"models/{instance.model_id}/v{instance.number}/{instance.sha256[:12]}.onnx"
+
+
+class ModelVersion(TimeStampedModel):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        VALIDATING = "validating"
+        READY = "ready"
+        FAILED = "failed"
+        ARCHIVED = "archived"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    artifact = models.FileField(storage=model_store, upload_to=artifact_path, max_length=500)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status_reason = models.TextField(blank=True)
+    signature = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=list, blank=True)
+    preprocessing = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    notes = models.TextField(blank=True)
+    derived_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="derivatives"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    validation_attempts = models.PositiveSmallIntegerField(default=0)
+    validation_started_at = models.DateTimeField(null=True, blank=True)
+    validated_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "number"], name="unique_version_number_per_model"),
+            models.UniqueConstraint(fields=["model", "sha256"], name="unique_artifact_per_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY
+
+
+class ModelAlias(TimeStampedModel):
+    """A movable name (`production`, `staging`, …) for one ready version of a model."""
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="aliases")
+    name = models.SlugField(max_length=64)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+        ordering = ["model", "name"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="unique_alias_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.name}"
+
+
+class ModelAliasHistory(models.Model):
+    """Append-only log of alias changes: who pointed which alias from where to where."""
+
+    class Action(models.TextChoices):
+        SET = "set"
+        MOVE = "move"
+        DELETE = "delete"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="alias_history")
+    alias_name = models.SlugField(max_length=64)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    # Version numbers are kept as plain numbers too, so the record survives deletes.
+    from_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_number = models.PositiveIntegerField(null=True, blank=True)
+    to_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    to_number = models.PositiveIntegerField(null=True, blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "model alias history"
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.alias_name}: {self.from_number} → {self.to_number}"

@@ -1,0 +1,6 @@
+"""One-machine development and demo settings (`make run`)."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = env.bool("DEBUG", default=True)

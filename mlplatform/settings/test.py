@@ -1,0 +1,11 @@
+"""Settings for the test suite; DATABASE_URL and REDIS_URL come from the environment in CI."""
+
+from .base import *  # noqa: F403
+
+# Tasks run inline in the test process; the end-to-end tests start real workers.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Keep validation quick in unit tests; the numbers are still real measurements.
+VALIDATION_LATENCY_RUNS = 20
+VALIDATION_THROUGHPUT_RUNS = 2

@@ -1,0 +1,76 @@
+"""Small ONNX models built in code, for tests that need real but fast models."""
+
+import io
+import zipfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def _serialize(graph: onnx.GraphProto, opsets: list | None = None) -> bytes:
+    model = helper.make_model(graph, opset_imports=opsets or OPSET, producer_name="mlplatform-tests")
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def tiny_classifier(classes: int = 3, seed: int = 0, batch: str | int = "N") -> bytes:
+    """[N,3,8,8] image → global average pool → linear → [N, classes] logits."""
+    weights = np.random.default_rng(seed).standard_normal((3, classes)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+        ],
+        "tiny_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
+        initializer=[numpy_helper.from_array(weights, "weights")],
+    )
+    return _serialize(graph)
+
+
+def with_external_data(location: str) -> bytes:
+    """A classifier whose weights point at an external file (refused: one self-contained file)."""
+    model = onnx.load_from_string(tiny_classifier())
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "36")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return model.SerializeToString()
+
+
+def unsupported_operator() -> bytes:
+    """A well-formed model using an operator no ONNX Runtime provider implements."""
+    graph = helper.make_graph(
+        [helper.make_node("Frobnicate", ["input"], ["output"], domain="com.example.nonexistent")],
+        "unsupported",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])],
+    )
+    return _serialize(graph, [*OPSET, helper.make_opsetid("com.example.nonexistent", 1)])
+
+
+def no_inputs() -> bytes:
+    """A model whose graph only emits a constant: nothing to predict from."""
+    constant = numpy_helper.from_array(np.ones((1, 2), dtype=np.float32), "value")
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["output"], value=constant)],
+        "no_inputs",
+        [],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2])],
+    )
+    return _serialize(graph)
+
+
+def zip_archive() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model.onnx", tiny_classifier())
+    return buffer.getvalue()
