@@ -203,9 +203,7 @@ def test_an_upload_over_the_size_limit_is_413(upload, model, settings, model_sto
 
 def test_a_request_body_over_the_limit_is_413_before_parsing(api, model, settings):
     settings.MODEL_UPLOAD_MAX_BYTES = 10
-    response = api.generic(
-        "POST", URL, b"x" * 2_000_000, content_type="multipart/form-data; boundary=zzz"
-    )
+    response = api.generic("POST", URL, b"x" * 2_000_000, content_type="multipart/form-data; boundary=zzz")
     assert response.status_code == 413
 
 

@@ -1,4 +1,7 @@
-"""python manage.py register_model --name NAME --file F.onnx [--labels L] [--preprocessing P.json] [--alias A]"""
+"""Register an ONNX file from the command line.
+
+python manage.py register_model --name NAME --file F.onnx [--labels L] [--preprocessing P.json] [--alias A]
+"""
 
 import argparse
 from pathlib import Path
@@ -23,7 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--alias", help="Point this alias at the version once it is ready.")
         parser.add_argument("--owner", help="Username of the owner (default: the first superuser).")
         parser.add_argument("--task", default=MLModel.Task.IMAGE_CLASSIFICATION, choices=MLModel.Task.values)
-        parser.add_argument("--visibility", default=MLModel.Visibility.INTERNAL, choices=MLModel.Visibility.values)
+        parser.add_argument(
+            "--visibility", default=MLModel.Visibility.INTERNAL, choices=MLModel.Visibility.values
+        )
         parser.add_argument("--description", default="")
         parser.add_argument(
             "--async", dest="run_async", action="store_true", help="Enqueue validation on a worker instead."
@@ -53,7 +58,8 @@ class Command(BaseCommand):
             raise CommandError(f"{model.name} v{version.number} failed validation: {version.status_reason}")
         latency = version.metrics["latency_ms"]
         self.stdout.write(
-            f"{model.name} v{version.number} is ready: p50 {latency['p50']} ms, p95 {latency['p95']} ms at batch 1"
+            f"{model.name} v{version.number} is ready: "
+            f"p50 {latency['p50']} ms, p95 {latency['p95']} ms at batch 1"
         )
         if options["alias"]:
             services.alias_set(model=model, name=options["alias"], version=version, user=owner)
@@ -61,7 +67,10 @@ class Command(BaseCommand):
 
     def _owner(self, username: object):
         users = get_user_model().objects
-        owner = users.filter(username=username).first() if username else users.filter(is_superuser=True).first()
+        if username:
+            owner = users.filter(username=username).first()
+        else:
+            owner = users.filter(is_superuser=True).order_by("pk").first()
         if owner is None:
             raise CommandError("No owner: pass --owner USERNAME or create a superuser first.")
         return owner

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Start the web server and a Celery worker side by side on the embedded default
+# (SQLite + filesystem broker). Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+cleanup() {
+    trap - INT TERM EXIT
+    kill "${WORKER_PID:-}" "${WEB_PID:-}" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+.venv/bin/celery -A mlplatform worker --loglevel=INFO --queues=validation,default --concurrency=1 &
+WORKER_PID=$!
+$PY manage.py runserver --noreload 127.0.0.1:8000 &
+WEB_PID=$!
+
+echo "mlplatform: http://127.0.0.1:8000/api/v1/  (docs: /api/docs/, admin: /admin/). Ctrl-C stops."
+# Exit as soon as either process stops; the trap stops the other one.
+wait -n "$WORKER_PID" "$WEB_PID"

@@ -1,0 +1,193 @@
+"""End to end: a real gunicorn and a real Celery worker, on the configured database and broker.
+
+In CI, DATABASE_URL and REDIS_URL point at the machine's PostgreSQL and Redis;
+the test creates its own database there and drops it afterwards. Without them
+it runs on the embedded default (an SQLite file and the filesystem broker).
+"""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "demo" / "efficientnet_lite0"
+BIN = Path(sys.executable).parent
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25) -> object:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        yield f"sqlite:///{tmp_path / 'e2e.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"mlplatform_e2e_{uuid.uuid4().hex[:10]}"
+    admin_url = urlunsplit(urlsplit(base)._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "False",  # no TLS proxy in front of this test server
+        "DATABASE_URL": database_url,
+        "MODEL_STORE_ROOT": str(tmp_path / "store"),
+        "BROKER_DIR": str(tmp_path / "broker"),
+        "DJANGO_SUPERUSER_PASSWORD": "e2e-password",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if not os.environ.get("REDIS_URL"):
+        env["CELERY_BROKER_URL"] = "filesystem://"
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
+    subprocess.run(
+        [*manage, "createsuperuser", "--noinput", "--username", "e2e", "--email", "e2e@example.com"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("web", "worker")}
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "gunicorn"), "mlplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            env=env,
+            cwd=ROOT,
+            stdout=logs["web"],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "mlplatform",
+                "worker",
+                "--queues",
+                "validation,default",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(base_url), 60, "the web server to be ready")
+        yield {"url": base_url, "auth": ("e2e", "e2e-password"), "logs": tmp_path}
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs.values():
+            log.close()
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        return requests.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -> None:
+    url, auth = stack["url"], stack["auth"]
+    created = requests.post(
+        f"{url}/api/v1/models/",
+        json={"name": "efficientnet-lite0", "visibility": "internal"},
+        auth=auth,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+
+    with (DEMO / "model.onnx").open("rb") as model, (DEMO / "labels.txt").open("rb") as labels:
+        uploaded = requests.post(
+            f"{url}/api/v1/models/efficientnet-lite0/versions/",
+            files={"file": ("model.onnx", model), "labels": ("labels.txt", labels)},
+            data={"preprocessing": (DEMO / "preprocessing.json").read_text()},
+            auth=auth,
+            timeout=60,
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["status"] == "pending"
+    assert uploaded.headers["X-Request-ID"]
+
+    def version_done() -> dict | None:
+        body = requests.get(
+            f"{url}/api/v1/models/efficientnet-lite0/versions/1/", auth=auth, timeout=10
+        ).json()
+        return body if body["status"] in ("ready", "failed") else None
+
+    try:
+        version = wait_for(version_done, 120, "the worker to validate the version")
+    except AssertionError:
+        print((stack["logs"] / "worker.log").read_text()[-5000:])
+        raise
+    assert version["status"] == "ready", version["status_reason"]
+    assert version["signature"]["inputs"][0]["shape"] == [-1, 3, 224, 224]
+    assert version["signature"]["outputs"][0]["shape"] == [-1, 1000]
+    assert version["labels_count"] == 1000
+    assert version["metrics"]["latency_ms"]["p50"] > 0
+    assert version["metrics"]["throughput_per_s"]["items_per_s"] > 0
+
+    aliased = requests.put(
+        f"{url}/api/v1/models/efficientnet-lite0/aliases/production/",
+        json={"version": 1},
+        auth=auth,
+        timeout=10,
+    )
+    assert aliased.status_code == 200, aliased.text
+    model = requests.get(f"{url}/api/v1/models/efficientnet-lite0/", auth=auth, timeout=10).json()
+    assert model["aliases"] == {"production": 1}
+
+    missing = requests.get(f"{url}/api/v1/nowhere", auth=auth, timeout=10)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
