@@ -73,7 +73,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     readonly_fields = [
         "model",
         "number",
-        "artifact",
+        "artifact_name",
         "sha256",
         "size_bytes",
         "status",
@@ -93,9 +93,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def get_form(self, request: HttpRequest, obj: ModelVersion | None = None, **kwargs):
         if obj is None:
-            form = VersionUploadForm
-            form.current_user = request.user
-            return form
+            # A subclass per request: the uploader must not leak between concurrent requests.
+            return type("VersionUploadForm", (VersionUploadForm,), {"current_user": request.user})
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None):
@@ -113,6 +112,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 data={"notes": obj.notes, "labels": obj.labels, "preprocessing": obj.preprocessing},
             )
         # On add, the upload form's clean() already created the version through the service.
+
+    @admin.display(description="artifact")
+    def artifact_name(self, obj: ModelVersion) -> str:
+        return obj.artifact.name  # stored under MODEL_STORE_ROOT; never served over HTTP
 
     @admin.display(description="signature")
     def signature_pretty(self, obj: ModelVersion) -> str:

@@ -1,0 +1,80 @@
+"""Project-wide checks: deploy settings, the OpenAPI schema, health endpoints."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "ml.example.com",
+    }
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_refuse_to_start_without_a_secret_key():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env.update({"DJANGO_SETTINGS_MODULE": "mlplatform.settings.production", "ALLOWED_HOSTS": "x"})
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_the_openapi_schema_validates_without_warnings(tmp_path):
+    result = manage("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/api/v1/models/{name}/versions/" in (tmp_path / "schema.yml").read_text()
+
+
+@pytest.mark.django_db
+def test_the_schema_and_docs_are_served_without_a_cdn(client):
+    assert client.get("/api/schema/").status_code == 200
+    for url in ("/api/docs/", "/api/redoc/"):
+        page = client.get(url).content.decode()
+        assert "cdn.jsdelivr" not in page and "unpkg.com" not in page
+        assert "/static/drf_spectacular_sidecar/" in page
+
+
+def test_healthz_touches_nothing(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_reports_each_dependency(client):
+    response = client.get("/readyz")
+    body = response.json()
+    assert set(body["checks"]) == {"database", "broker", "model_store"}
+    assert response.status_code == 200, body
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_the_broker_is_down(client, settings):
+    from mlplatform.celery import app
+
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = client.get("/readyz")
+    finally:
+        app.conf.broker_url = original
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["ok"] is False
