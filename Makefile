@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install migrate demo clean bench
+.PHONY: run test lint format install migrate demo clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,4 @@ test: lint
 
 clean:
 	rm -rf var
+	find model_store -mindepth 1 ! -name .gitkeep -delete

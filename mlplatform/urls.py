@@ -6,6 +6,7 @@ from apps.core import views as core_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.registry.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

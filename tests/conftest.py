@@ -1,4 +1,3 @@
-import base64
 from collections.abc import Callable
 
 import pytest
@@ -33,19 +32,45 @@ def staff_user(db):
     return UserFactory(username="admin", is_staff=True, is_superuser=True)
 
 
-def basic_auth(username: str, password: str = "secret-password") -> str:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return f"Basic {token}"
-
-
 @pytest.fixture
 def client_for() -> Callable:
+    """An API client logged in as `user` with a real JWT access token."""
+
     def make(user) -> APIClient:
+        from rest_framework_simplejwt.tokens import AccessToken
+
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=basic_auth(user.username))
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
         return client
 
     return make
+
+
+@pytest.fixture
+def key_client(user) -> Callable:
+    """An API client authenticated with a fresh API key of `owner` (default: alice)."""
+    from apps.accounts.services import api_key_create
+
+    def make(scopes=("models:read", "models:write", "predict", "jobs"), owner=None, **fields) -> APIClient:
+        created = api_key_create(owner=owner or user, name="test", scopes=list(scopes), **fields)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {created.key}")
+        client.api_key = created.api_key
+        client.key = created.key
+        return client
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings):
+    """Each test gets its own cache namespace, so rate counters never leak between tests
+    (in CI the cache is the shared Redis)."""
+    import uuid
+
+    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ def test_check_deploy_is_clean_with_production_settings():
         "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "ml.example.com",
+        "DATABASE_URL": "postgres://mlp@db.example.com/mlplatform",
+        "REDIS_URL": "redis://redis.example.com:6379/0",
     }
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -78,3 +80,9 @@ def test_readyz_is_503_when_the_broker_is_down(client, settings):
         app.conf.broker_url = original
     assert response.status_code == 503
     assert response.json()["checks"]["broker"]["ok"] is False
+
+
+def test_health_endpoints_refuse_other_methods_in_the_error_shape(client):
+    response = client.post("/healthz")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"

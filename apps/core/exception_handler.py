@@ -70,6 +70,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             code, message = cls_code, cls_message or str(exc.detail)
             break
     details: Any = {}
+    specific = getattr(exc.detail, "code", None)
+    if specific and specific != exc.default_code and not isinstance(exc, drf.ValidationError):
+        code = str(specific)  # e.g. AuthenticationFailed(..., code="api_key_revoked")
+    if isinstance(exc.detail, dict) and "code" in exc.detail and not isinstance(exc, drf.ValidationError):
+        # simplejwt: {"detail": ..., "code": "token_not_valid", "messages": [...]}
+        code, message = str(exc.detail["code"]), str(exc.detail.get("detail", message))
+        details = {"messages": exc.detail.get("messages", [])}
     if isinstance(exc, drf.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
     elif isinstance(exc, drf.Throttled) and exc.wait is not None:

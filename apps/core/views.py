@@ -5,14 +5,21 @@ import uuid
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
 
+from apps.core.exception_handler import json_error
 from mlplatform.celery import app as celery_app
 
 
-@require_GET
+def _only_get(request: HttpRequest) -> JsonResponse | None:
+    if request.method not in ("GET", "HEAD"):
+        response = json_error("method_not_allowed", f"Method {request.method} not allowed.", 405)
+        response["Allow"] = "GET, HEAD"
+        return response
+    return None
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+    return _only_get(request) or JsonResponse({"status": "ok"})
 
 
 def _check_database() -> None:
@@ -33,8 +40,9 @@ def _check_model_store() -> None:
     probe.unlink()
 
 
-@require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
+    if (refused := _only_get(request)) is not None:
+        return refused
     checks = {}
     for name, check in (
         ("database", _check_database),

@@ -155,6 +155,10 @@ class ModelAliasAdmin(admin.ModelAdmin):
     list_display = ["__str__", "version", "updated_by", "updated_at"]
     list_select_related = ["model", "version", "updated_by"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelAlias | None = None):
+        # Renaming would silently create a second alias; delete and add instead.
+        return ["model", "name"] if obj is not None else []
+
     def save_model(self, request: HttpRequest, obj: ModelAlias, form: forms.Form, change: bool) -> None:
         # Through the service, so the move is atomic, checked (ready version) and logged.
         try:

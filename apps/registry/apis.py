@@ -5,16 +5,19 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.exceptions import PayloadTooLarge
+from apps.accounts.models import User
+from apps.accounts.permissions import RegistryScope, request_api_key
+from apps.core.exceptions import NotFound, PayloadTooLarge
 from apps.core.pagination import LimitOffsetPagination
 from apps.core.schema import error_responses
 from apps.registry import selectors, services
-from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelVersion
+from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 from apps.registry.preprocessing import PreprocessingConfigSerializer
 
 # Multipart framing around the file is small; allow for it when checking Content-Length.
@@ -27,14 +30,32 @@ def _paginate(request: Request, view: APIView, queryset: Any, serializer_class: 
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
-def _writable_model(request: Request, name: str) -> MLModel:
-    """The model if the user may change it; 404 if they cannot see it, 403 if only see it."""
-    model = selectors.model_get_visible(user=request.user, name=name)
-    if not selectors.model_can_write(user=request.user, model=model):
-        from rest_framework.exceptions import PermissionDenied
+def _visible_model(request: Request, name: str) -> MLModel:
+    return selectors.model_get_visible(user=request.user, name=name, api_key=request_api_key(request))
 
-        raise PermissionDenied("Only the model's owner or an admin may change it.")
+
+def _writable_model(request: Request, name: str) -> MLModel:
+    """The model if the user may change it; 404 if they cannot see it, 403 if they only see it."""
+    model = _visible_model(request, name)
+    if not selectors.model_can_write(user=request.user, model=model):
+        raise PermissionDenied("Only the model's owner, its maintainers or an admin may change it.")
     return model
+
+
+def _managed_model(request: Request, name: str) -> MLModel:
+    """The model if the user owns it (or is an admin): deleting it and granting roles."""
+    model = _visible_model(request, name)
+    if not selectors.model_can_manage(user=request.user, model=model):
+        raise PermissionDenied("Only the model's owner or an admin may do this.")
+    return model
+
+
+class RegistryApi(RegistryScope, APIView):
+    """Base of registry views: `models:read` / `models:write` key scopes, and writes
+    counted against the user's `registry_write` rate."""
+
+    def get_throttle_scope(self, request: Request) -> str | None:
+        return None if request.method in ("GET", "HEAD", "OPTIONS") else "registry_write"
 
 
 # --- Output serializers, shared by several views ---------------------------------------------
@@ -81,6 +102,7 @@ class VersionOutputSerializer(serializers.ModelSerializer):
             "version",
             "status",
             "status_reason",
+            "failure_code",
             "sha256",
             "size_bytes",
             "signature",
@@ -125,7 +147,7 @@ class AliasHistoryOutputSerializer(serializers.ModelSerializer):
 # --- Models ---------------------------------------------------------------------------------
 
 
-class ModelListCreateApi(APIView):
+class ModelListCreateApi(RegistryApi):
     class ModelCreateInputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=100)
         description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -141,7 +163,7 @@ class ModelListCreateApi(APIView):
         responses={200: ModelOutputSerializer(many=True), **error_responses()},
     )
     def get(self, request: Request) -> Response:
-        models = selectors.model_list_visible(user=request.user)
+        models = selectors.model_list_visible(user=request.user, api_key=request_api_key(request))
         return _paginate(request, self, models, ModelOutputSerializer)
 
     @extend_schema(
@@ -152,11 +174,14 @@ class ModelListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.ModelCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        api_key = request_api_key(request)
+        if api_key is not None and not api_key.allows_model(serializer.validated_data["name"]):
+            raise PermissionDenied("This API key is not granted that model name.", code="model_not_granted")
         model = services.model_create(owner=request.user, **serializer.validated_data)
         return Response(ModelOutputSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
-class ModelDetailApi(APIView):
+class ModelDetailApi(RegistryApi):
     class ModelUpdateInputSerializer(serializers.Serializer):
         description = serializers.CharField(required=False, allow_blank=True)
         task = serializers.ChoiceField(choices=MLModel.Task.choices, required=False)
@@ -166,7 +191,7 @@ class ModelDetailApi(APIView):
         operation_id="models_retrieve", responses={200: ModelOutputSerializer, **error_responses(404)}
     )
     def get(self, request: Request, name: str) -> Response:
-        model = selectors.model_get_visible(user=request.user, name=name)
+        model = _visible_model(request, name)
         return Response(ModelOutputSerializer(model).data)
 
     @extend_schema(
@@ -183,14 +208,14 @@ class ModelDetailApi(APIView):
 
     @extend_schema(operation_id="models_destroy", responses={204: None, **error_responses(403, 404)})
     def delete(self, request: Request, name: str) -> Response:
-        services.model_delete(model=_writable_model(request, name))
+        services.model_delete(model=_managed_model(request, name))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Versions -------------------------------------------------------------------------------
 
 
-class VersionListCreateApi(APIView):
+class VersionListCreateApi(RegistryApi):
     parser_classes = [MultiPartParser, FormParser]
 
     class VersionUploadInputSerializer(serializers.Serializer):
@@ -209,7 +234,7 @@ class VersionListCreateApi(APIView):
         responses={200: VersionOutputSerializer(many=True), **error_responses(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        model = selectors.model_get_visible(user=request.user, name=name)
+        model = _visible_model(request, name)
         versions = selectors.version_list(model=model, status=request.query_params.get("status"))
         return _paginate(request, self, versions, VersionOutputSerializer)
 
@@ -219,6 +244,7 @@ class VersionListCreateApi(APIView):
         responses={201: VersionOutputSerializer, **error_responses(400, 403, 404, 409, 413, 415, 422)},
     )
     def post(self, request: Request, name: str) -> Response:
+        model = _writable_model(request, name)
         # Refuse an oversized body before parsing (and spooling) it.
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         limit = settings.MODEL_UPLOAD_MAX_BYTES
@@ -226,7 +252,6 @@ class VersionListCreateApi(APIView):
             raise PayloadTooLarge(
                 f"The upload is {length} bytes; the limit is {limit} bytes.", details={"limit_bytes": limit}
             )
-        model = _writable_model(request, name)
         serializer = self.VersionUploadInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -242,7 +267,7 @@ class VersionListCreateApi(APIView):
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
-class VersionDetailApi(APIView):
+class VersionDetailApi(RegistryApi):
     class VersionUpdateInputSerializer(serializers.Serializer):
         notes = serializers.CharField(required=False, allow_blank=True)
         labels = serializers.ListField(child=serializers.CharField(allow_blank=False), required=False)
@@ -252,7 +277,7 @@ class VersionDetailApi(APIView):
         operation_id="versions_retrieve", responses={200: VersionOutputSerializer, **error_responses(404)}
     )
     def get(self, request: Request, name: str, number: int) -> Response:
-        model = selectors.model_get_visible(user=request.user, name=name)
+        model = _visible_model(request, name)
         return Response(VersionOutputSerializer(selectors.version_get(model=model, number=number)).data)
 
     @extend_schema(
@@ -272,7 +297,7 @@ class VersionDetailApi(APIView):
         return Response(VersionOutputSerializer(version).data)
 
 
-class VersionArchiveApi(APIView):
+class VersionArchiveApi(RegistryApi):
     @extend_schema(
         operation_id="versions_archive",
         request=None,
@@ -287,16 +312,16 @@ class VersionArchiveApi(APIView):
 # --- Aliases --------------------------------------------------------------------------------
 
 
-class AliasListApi(APIView):
+class AliasListApi(RegistryApi):
     @extend_schema(
         operation_id="aliases_list", responses={200: AliasOutputSerializer(many=True), **error_responses(404)}
     )
     def get(self, request: Request, name: str) -> Response:
-        model = selectors.model_get_visible(user=request.user, name=name)
+        model = _visible_model(request, name)
         return Response(AliasOutputSerializer(selectors.alias_list(model=model), many=True).data)
 
 
-class AliasDetailApi(APIView):
+class AliasDetailApi(RegistryApi):
     class AliasSetInputSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1)
 
@@ -304,7 +329,7 @@ class AliasDetailApi(APIView):
         operation_id="aliases_retrieve", responses={200: AliasOutputSerializer, **error_responses(404)}
     )
     def get(self, request: Request, name: str, alias: str) -> Response:
-        model = selectors.model_get_visible(user=request.user, name=name)
+        model = _visible_model(request, name)
         return Response(AliasOutputSerializer(selectors.alias_get(model=model, name=alias)).data)
 
     @extend_schema(
@@ -327,13 +352,63 @@ class AliasDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class AliasHistoryApi(APIView):
+class AliasHistoryApi(RegistryApi):
     @extend_schema(
         operation_id="alias_history_list",
         parameters=[OpenApiParameter("alias", str, description="Only this alias's changes.")],
         responses={200: AliasHistoryOutputSerializer(many=True), **error_responses(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        model = selectors.model_get_visible(user=request.user, name=name)
+        model = _visible_model(request, name)
         history = selectors.alias_history_list(model=model, name=request.query_params.get("alias"))
         return _paginate(request, self, history, AliasHistoryOutputSerializer)
+
+
+# --- Grants -----------------------------------------------------------------------------------
+
+
+class GrantOutputSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username")
+    granted_by = serializers.CharField(source="granted_by.username", default=None)
+
+    class Meta:
+        model = ModelGrant
+        fields = ["user", "role", "granted_by", "created_at"]
+
+
+class GrantListApi(RegistryApi):
+    @extend_schema(
+        operation_id="grants_list",
+        responses={200: GrantOutputSerializer(many=True), **error_responses(403, 404)},
+    )
+    def get(self, request: Request, name: str) -> Response:
+        model = _writable_model(request, name)
+        return Response(GrantOutputSerializer(selectors.grant_list(model=model), many=True).data)
+
+
+class GrantDetailApi(RegistryApi):
+    class GrantSetInputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=ModelGrant.Role.choices)
+
+    @extend_schema(
+        operation_id="grants_set",
+        request=GrantSetInputSerializer,
+        responses={200: GrantOutputSerializer, **error_responses(400, 403, 404)},
+    )
+    def put(self, request: Request, name: str, username: str) -> Response:
+        model = _managed_model(request, name)
+        serializer = self.GrantSetInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grantee = User.objects.filter(username=username, is_active=True).first()
+        if grantee is None:
+            raise NotFound(f"No user named '{username}'.", code="user_not_found")
+        grant = services.grant_set(
+            model=model, user=grantee, role=serializer.validated_data["role"], granted_by=request.user
+        )
+        return Response(GrantOutputSerializer(grant).data)
+
+    @extend_schema(operation_id="grants_destroy", responses={204: None, **error_responses(403, 404)})
+    def delete(self, request: Request, name: str, username: str) -> Response:
+        model = _managed_model(request, name)
+        services.grant_delete(model=model, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)

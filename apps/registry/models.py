@@ -52,6 +52,8 @@ class ModelVersion(TimeStampedModel):
     size_bytes = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     status_reason = models.TextField(blank=True)
+    # Stable code of a validation failure (e.g. runtime_load_failed), next to the readable reason.
+    failure_code = models.CharField(max_length=40, blank=True)
     signature = models.JSONField(default=dict, blank=True)
     labels = models.JSONField(default=list, blank=True)
     preprocessing = models.JSONField(default=dict, blank=True)
@@ -133,3 +135,25 @@ class ModelAliasHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name}@{self.alias_name}: {self.from_number} → {self.to_number}"
+
+
+class ModelGrant(models.Model):
+    """A user's role on a model besides its owner: maintainer (may change it) or consumer."""
+
+    class Role(models.TextChoices):
+        MAINTAINER = "maintainer"
+        CONSUMER = "consumer"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_grants")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "user"], name="unique_grant_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.model}"

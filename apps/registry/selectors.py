@@ -1,31 +1,61 @@
 """Reads from the registry, always through what the user may see."""
 
 from django.db.models import Q, QuerySet
+from rest_framework.exceptions import PermissionDenied
 
-from apps.accounts.models import User
+from apps.accounts.models import ApiKey, User
 from apps.core.exceptions import NotFound
-from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelVersion
+from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 
 
-def model_list_visible(*, user: User) -> QuerySet[MLModel]:
-    """Staff see every model; others see their own and the internal ones."""
+def model_list_visible(*, user: User, api_key: ApiKey | None = None) -> QuerySet[MLModel]:
+    """Staff see every model; others their own, those granted to them, and the internal ones.
+    A key limited to named models sees only those (and never more than its owner)."""
     models = MLModel.objects.select_related("owner")
-    if user.is_staff:
-        return models
-    return models.filter(Q(owner=user) | Q(visibility=MLModel.Visibility.INTERNAL))
+    if not user.is_staff:
+        granted = ModelGrant.objects.filter(user=user).values("model_id")
+        models = models.filter(Q(owner=user) | Q(visibility=MLModel.Visibility.INTERNAL) | Q(pk__in=granted))
+    if api_key is not None and api_key.model_names:
+        models = models.filter(name__in=api_key.model_names)
+    return models
 
 
-def model_get_visible(*, user: User, name: str) -> MLModel:
+def model_get_visible(*, user: User, name: str, api_key: ApiKey | None = None) -> MLModel:
     """The model, or NotFound when it does not exist *or* the user may not see it,
-    so that names of private models do not leak."""
+    so that names of private models do not leak. A key not granted this model
+    name gets 403 whether or not the model exists."""
+    if api_key is not None and not api_key.allows_model(name):
+        raise PermissionDenied(f"This API key is not granted model '{name}'.", code="model_not_granted")
     model = model_list_visible(user=user).filter(name=name).first()
     if model is None:
         raise NotFound(f"No model named '{name}'.", code="model_not_found")
     return model
 
 
+def model_role(*, user: User, model: MLModel) -> str | None:
+    """'admin', 'owner', 'maintainer', 'consumer', or None (visible only if internal)."""
+    if user.is_staff:
+        return "admin"
+    if model.owner_id == user.pk:
+        return "owner"
+    grant = ModelGrant.objects.filter(model=model, user=user).values_list("role", flat=True).first()
+    if grant is not None:
+        return grant
+    return "consumer" if model.visibility == MLModel.Visibility.INTERNAL else None
+
+
 def model_can_write(*, user: User, model: MLModel) -> bool:
+    """Admins, the owner and maintainers may upload versions, edit and move aliases."""
+    return model_role(user=user, model=model) in ("admin", "owner", ModelGrant.Role.MAINTAINER)
+
+
+def model_can_manage(*, user: User, model: MLModel) -> bool:
+    """Only admins and the owner may delete the model or change who else may use it."""
     return user.is_staff or model.owner_id == user.pk
+
+
+def grant_list(*, model: MLModel) -> QuerySet[ModelGrant]:
+    return model.grants.select_related("user").order_by("user__username")
 
 
 def version_list(*, model: MLModel, status: str | None = None) -> QuerySet[ModelVersion]:

@@ -1,5 +1,6 @@
 """Writes to the registry: models, versions, aliases, and validation of versions."""
 
+import datetime as dt
 import hashlib
 import logging
 import tempfile
@@ -10,15 +11,16 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.accounts.models import User
-from apps.core.exceptions import Conflict, PayloadTooLarge, UnprocessableInput
-from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelVersion
+from apps.core.exceptions import Conflict, NotFound, PayloadTooLarge, UnprocessableInput
+from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 from apps.registry.preprocessing import parse_labels, parse_preprocessing
 from apps.registry.storage import local_path, model_store
 from apps.registry.validation import ModelFileError, inspect_model_file, validate_model_file
+from apps.registry.validation import check_label_count as validation_check_label_count
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +199,7 @@ def model_version_update(*, version: ModelVersion, data: dict[str, Any]) -> Mode
         fields.append("notes")
     if "labels" in data:
         version.labels = parse_labels(data["labels"])
+        _check_labels_fit(version)
         fields.append("labels")
     if "preprocessing" in data:
         version.preprocessing = parse_preprocessing(data["preprocessing"])
@@ -204,6 +207,17 @@ def model_version_update(*, version: ModelVersion, data: dict[str, Any]) -> Mode
     if fields:
         version.save(update_fields=[*fields, "updated_at"])
     return version
+
+
+def _check_labels_fit(version: ModelVersion) -> None:
+    """Labels of a validated classifier must match its class dimension, as at validation."""
+    outputs = version.signature.get("outputs") or []
+    if not outputs or not version.labels or version.model.task != MLModel.Task.IMAGE_CLASSIFICATION:
+        return
+    try:
+        validation_check_label_count(version.signature, len(version.labels))
+    except ModelFileError as exc:
+        raise UnprocessableInput(exc.message, code=exc.code) from exc
 
 
 @transaction.atomic
@@ -234,9 +248,14 @@ def model_version_validate(*, version_id: int) -> ModelVersion | None:
     redelivered task does nothing twice. Attempts are capped, so a model that
     kills its worker every time ends `failed` instead of looping.
     """
-    claimable = [ModelVersion.Status.PENDING, ModelVersion.Status.VALIDATING]
+    # Claimable: pending, or validating under an expired lease (its worker died). A
+    # duplicate delivery while another worker holds the lease finds nothing to claim.
+    lease_expired = timezone.now() - dt.timedelta(seconds=settings.VALIDATION_LEASE_SECONDS)
+    claimable = Q(status=ModelVersion.Status.PENDING) | Q(
+        status=ModelVersion.Status.VALIDATING, validation_started_at__lt=lease_expired
+    )
     claimed = ModelVersion.objects.filter(
-        pk=version_id, status__in=claimable, validation_attempts__lt=settings.VALIDATION_MAX_ATTEMPTS
+        claimable, pk=version_id, validation_attempts__lt=settings.VALIDATION_MAX_ATTEMPTS
     ).update(
         status=ModelVersion.Status.VALIDATING,
         validation_attempts=F("validation_attempts") + 1,
@@ -250,10 +269,12 @@ def model_version_validate(*, version_id: int) -> ModelVersion | None:
     try:
         report = _run_validation(version)
     except ModelFileError as exc:
-        return _finish_validation(version, ModelVersion.Status.FAILED, reason=exc.message)
+        return _finish_validation(version, ModelVersion.Status.FAILED, reason=exc.message, code=exc.code)
     except Exception as exc:  # a bug or an environment problem: record it, never leave it hanging
         logger.exception("Validation of version %s crashed", version_id)
-        return _finish_validation(version, ModelVersion.Status.FAILED, reason=f"Validation error: {exc}")
+        return _finish_validation(
+            version, ModelVersion.Status.FAILED, reason=f"Validation error: {exc}", code="validation_error"
+        )
     return _finish_validation(
         version, ModelVersion.Status.READY, signature=report.signature, metrics=report.metrics
     )
@@ -275,18 +296,29 @@ def _run_validation(version: ModelVersion):
 
 
 class _artifact_on_disk:
-    """A local path for an artifact: the file itself on filesystem storage."""
+    """A local path for an artifact: the file itself on filesystem storage, otherwise
+    (an S3-compatible storage) a temporary copy, removed on exit."""
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.tmp: tempfile._TemporaryFileWrapper | None = None
 
     def __enter__(self) -> Path:
         if not model_store.exists(self.name):
             raise ModelFileError("artifact_missing", "The stored model file is missing.")
-        return local_path(self.name)
+        try:
+            return local_path(self.name)
+        except NotImplementedError:
+            self.tmp = tempfile.NamedTemporaryFile(suffix=".onnx")
+            with model_store.open(self.name, "rb") as source:
+                for chunk in source.chunks(_CHUNK):
+                    self.tmp.write(chunk)
+            self.tmp.flush()
+            return Path(self.tmp.name)
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        if self.tmp is not None:
+            self.tmp.close()
 
 
 def _finish_validation(
@@ -294,6 +326,7 @@ def _finish_validation(
     status: str,
     *,
     reason: str = "",
+    code: str = "",
     signature: dict | None = None,
     metrics: dict | None = None,
 ) -> ModelVersion:
@@ -301,6 +334,7 @@ def _finish_validation(
     ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.VALIDATING).update(
         status=status,
         status_reason=reason,
+        failure_code=code,
         signature=signature or {},
         metrics=metrics or {},
         validated_at=timezone.now(),
@@ -311,12 +345,14 @@ def _finish_validation(
     return version
 
 
-def _fail_if_attempts_exhausted(version_id: int, claimable: list[str]) -> None:
+def _fail_if_attempts_exhausted(version_id: int, claimable: Q) -> None:
     ModelVersion.objects.filter(
-        pk=version_id, status__in=claimable, validation_attempts__gte=settings.VALIDATION_MAX_ATTEMPTS
+        claimable, pk=version_id, validation_attempts__gte=settings.VALIDATION_MAX_ATTEMPTS
     ).update(
         status=ModelVersion.Status.FAILED,
         status_reason=f"Validation did not finish after {settings.VALIDATION_MAX_ATTEMPTS} attempts.",
+        failure_code="attempts_exhausted",
+        validated_at=timezone.now(),
         updated_at=timezone.now(),
     )
 
@@ -372,3 +408,24 @@ def _log_alias(
         to_number=to_version.number if to_version else None,
         changed_by=user,
     )
+
+
+# --- Grants ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def grant_set(*, model: MLModel, user: User, role: str, granted_by: User | None) -> ModelGrant:
+    """Make `user` a maintainer or consumer of `model` (the owner needs no grant)."""
+    if user.pk == model.owner_id:
+        raise Conflict("The owner already has every right on the model.", code="grant_to_owner")
+    grant, _ = ModelGrant.objects.update_or_create(
+        model=model, user=user, defaults={"role": role, "granted_by": granted_by}
+    )
+    return grant
+
+
+@transaction.atomic
+def grant_delete(*, model: MLModel, username: str) -> None:
+    deleted, _ = ModelGrant.objects.filter(model=model, user__username=username).delete()
+    if not deleted:
+        raise NotFound(f"'{username}' has no grant on model '{model.name}'.", code="grant_not_found")

@@ -17,4 +17,6 @@ urlpatterns = [
     path("models/<slug:name>/aliases/", apis.AliasListApi.as_view(), name="alias-list"),
     path("models/<slug:name>/aliases/<slug:alias>/", apis.AliasDetailApi.as_view(), name="alias-detail"),
     path("models/<slug:name>/alias-history/", apis.AliasHistoryApi.as_view(), name="alias-history"),
+    path("models/<slug:name>/grants/", apis.GrantListApi.as_view(), name="grant-list"),
+    path("models/<slug:name>/grants/<str:username>/", apis.GrantDetailApi.as_view(), name="grant-detail"),
 ]

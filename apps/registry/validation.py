@@ -202,7 +202,7 @@ def validate_model_file(
         "dynamic_batch": _has_dynamic_batch(inputs),
     }
     if label_count:
-        _check_label_count(signature, label_count)
+        check_label_count(signature, label_count)
 
     rng = np.random.default_rng(0)
     feed = {a.name: _make_input(a, 1, spatial_hint, rng) for a in inputs}
@@ -259,7 +259,7 @@ def _time_runs(session: ort.InferenceSession, feed: dict[str, np.ndarray], runs:
     return samples
 
 
-def _check_label_count(signature: dict[str, Any], label_count: int) -> None:
+def check_label_count(signature: dict[str, Any], label_count: int) -> None:
     """A classifier's labels must match its class dimension, when that is known."""
     first_output = signature["outputs"][0]["shape"]
     classes = first_output[-1] if first_output else -1

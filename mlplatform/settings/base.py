@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apps.core",
@@ -40,11 +41,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and Swagger UI's static files in every process, no proxy needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "apps.accounts.middleware.RateLimitHeadersMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -87,8 +91,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MODEL_STORE_ROOT = Path(env("MODEL_STORE_ROOT", default=str(BASE_DIR / "model_store")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Validation not finished within this time is considered abandoned (its worker died)
+# and may be claimed again; it must exceed the task's hard time limit.
+VALIDATION_LEASE_SECONDS = env.int("VALIDATION_LEASE_SECONDS", default=40 * 60)
 # Largest accepted model upload; a larger request is refused with 413 before parsing.
 MODEL_UPLOAD_MAX_BYTES = env.int("MODEL_UPLOAD_MAX_BYTES", default=500 * 1024 * 1024)
 # Uploads above this size are spooled to a temporary file, never held in memory.
@@ -113,9 +120,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 else:
     # A task not acknowledged within this time is redelivered; it must exceed the
@@ -142,12 +150,19 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- REST framework ---------------------------------------------------------------
 REST_FRAMEWORK = {
-    # Basic first, so an unauthenticated API request gets 401 with WWW-Authenticate.
+    # JWT first, so an unauthenticated API request gets 401 with `WWW-Authenticate: Bearer`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.BasicAuthentication",
+        "apps.accounts.authentication.JWTAuthentication",
+        "apps.accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.accounts.permissions.ApiKeyScope",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.ScopedRateThrottle"],
+    # Clients behind this many trusted proxies: the client address is taken from X-Forwarded-For.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0) or None,
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
@@ -171,7 +186,44 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-SIMPLE_JWT = {"ACCESS_TOKEN_LIFETIME": timedelta(minutes=15)}
+# --- Authentication, throttling, quotas ----------------------------------------------------------
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=7)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+# Key for the HMAC-SHA256 digests of API key secrets; rotating it invalidates every key.
+API_KEY_HMAC_SECRET = env("API_KEY_HMAC_SECRET", default=SECRET_KEY)
+# last_used_at is written at most this often per key, not on every request.
+API_KEY_LAST_USED_INTERVAL_SECONDS = 60
+# Default request rates per user, by scope; an admin overrides them per user (UserLimits).
+THROTTLE_RATES = {
+    "predict": env("THROTTLE_RATE_PREDICT", default="1200/min"),
+    "jobs": env("THROTTLE_RATE_JOBS", default="60/min"),
+    "registry_write": env("THROTTLE_RATE_REGISTRY_WRITE", default="120/min"),
+}
+# Failed authentications allowed per client address before it gets 429.
+AUTH_FAILURE_RATE = env("AUTH_FAILURE_RATE", default="30/min")
+# Predictions per user per calendar month (UTC); blank or absent means unlimited.
+MONTHLY_PREDICTION_QUOTA = env.int("MONTHLY_PREDICTION_QUOTA", default=100_000)
+# Per-user limits are cached this long, so an admin's change applies within it.
+LIMITS_CACHE_SECONDS = 60
+
+# The shared cache holds rate-limit counters: Redis whenever there is one, so that
+# limits hold across processes and machines; in-process memory on the embedded default.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env("CACHE_URL", default=REDIS_URL),
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="mlp"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Internationalisation, static files ----------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,12 +1,17 @@
 """Production settings: secrets have no default, HTTPS everywhere.
 
-Required: SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL.
+Required: SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL (or CELERY_BROKER_URL).
 """
+
+from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
 from .base import env
 
 SECRET_KEY = env("SECRET_KEY")
+env("DATABASE_URL")  # required: no SQLite fallback in production
+if not (env("REDIS_URL", default="") or env("CELERY_BROKER_URL", default="")):
+    raise ImproperlyConfigured("Set REDIS_URL (or CELERY_BROKER_URL) in production.")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 DEBUG = False
 

@@ -74,6 +74,7 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
         "DATABASE_URL": database_url,
         "MODEL_STORE_ROOT": str(tmp_path / "store"),
         "BROKER_DIR": str(tmp_path / "broker"),
+        "STATIC_ROOT": str(tmp_path / "static"),
         "DJANGO_SUPERUSER_PASSWORD": "e2e-password",
         "PYTHONUNBUFFERED": "1",
     }
@@ -81,6 +82,7 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
         env["CELERY_BROKER_URL"] = "filesystem://"
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
+    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
     subprocess.run(
         [*manage, "createsuperuser", "--noinput", "--username", "e2e", "--email", "e2e@example.com"],
         env=env,
@@ -90,7 +92,16 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("web", "worker")}
     processes = [
         subprocess.Popen(
-            [str(BIN / "gunicorn"), "mlplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            [
+                str(BIN / "gunicorn"),
+                "mlplatform.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--timeout",
+                "120",
+            ],
             env=env,
             cwd=ROOT,
             stdout=logs["web"],
@@ -118,7 +129,7 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _ready(base_url), 60, "the web server to be ready")
-        yield {"url": base_url, "auth": ("e2e", "e2e-password"), "logs": tmp_path}
+        yield {"url": base_url, "logs": tmp_path}
     finally:
         for process in processes:
             process.terminate()
@@ -138,22 +149,32 @@ def _ready(base_url: str) -> bool:
         return False
 
 
+def login(url: str, username: str = "e2e", password: str = "e2e-password") -> requests.Session:
+    """A session carrying a JWT access token obtained over HTTP."""
+    response = requests.post(
+        f"{url}/api/v1/auth/token/", json={"username": username, "password": password}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {response.json()['access']}"
+    return session
+
+
 def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -> None:
-    url, auth = stack["url"], stack["auth"]
-    created = requests.post(
+    url = stack["url"]
+    http = login(url)
+    created = http.post(
         f"{url}/api/v1/models/",
         json={"name": "efficientnet-lite0", "visibility": "internal"},
-        auth=auth,
         timeout=10,
     )
     assert created.status_code == 201, created.text
 
     with (DEMO / "model.onnx").open("rb") as model, (DEMO / "labels.txt").open("rb") as labels:
-        uploaded = requests.post(
+        uploaded = http.post(
             f"{url}/api/v1/models/efficientnet-lite0/versions/",
             files={"file": ("model.onnx", model), "labels": ("labels.txt", labels)},
             data={"preprocessing": (DEMO / "preprocessing.json").read_text()},
-            auth=auth,
             timeout=60,
         )
     assert uploaded.status_code == 201, uploaded.text
@@ -161,9 +182,7 @@ def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -
     assert uploaded.headers["X-Request-ID"]
 
     def version_done() -> dict | None:
-        body = requests.get(
-            f"{url}/api/v1/models/efficientnet-lite0/versions/1/", auth=auth, timeout=10
-        ).json()
+        body = http.get(f"{url}/api/v1/models/efficientnet-lite0/versions/1/", timeout=10).json()
         return body if body["status"] in ("ready", "failed") else None
 
     try:
@@ -178,16 +197,15 @@ def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -
     assert version["metrics"]["latency_ms"]["p50"] > 0
     assert version["metrics"]["throughput_per_s"]["items_per_s"] > 0
 
-    aliased = requests.put(
+    aliased = http.put(
         f"{url}/api/v1/models/efficientnet-lite0/aliases/production/",
         json={"version": 1},
-        auth=auth,
         timeout=10,
     )
     assert aliased.status_code == 200, aliased.text
-    model = requests.get(f"{url}/api/v1/models/efficientnet-lite0/", auth=auth, timeout=10).json()
+    model = http.get(f"{url}/api/v1/models/efficientnet-lite0/", timeout=10).json()
     assert model["aliases"] == {"production": 1}
 
-    missing = requests.get(f"{url}/api/v1/nowhere", auth=auth, timeout=10)
+    missing = http.get(f"{url}/api/v1/nowhere", timeout=10)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"

@@ -244,3 +244,18 @@ def test_listing_versions_filters_by_status(upload, api, model):
     body = api.get(URL, {"status": "failed"}).json()
     assert [v["version"] for v in body["results"]] == [2]
     assert body["count"] == 1
+
+
+def test_patching_labels_that_do_not_fit_the_classes_is_422(upload, api, model):
+    upload()
+    response = api.patch(f"{URL}1/", {"labels": ["a", "b"]}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "labels_mismatch"
+    assert ModelVersion.objects.get(model=model).labels == []
+
+
+def test_a_failed_version_carries_a_stable_failure_code(upload, api, model):
+    upload(onnx_models.unsupported_operator())
+    body = api.get(f"{URL}1/").json()
+    assert body["status"] == "failed"
+    assert body["failure_code"] in ("runtime_load_failed", "onnx_check_failed")

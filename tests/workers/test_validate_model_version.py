@@ -1,7 +1,10 @@
 """The validation task, called directly as a worker would run it."""
 
+import datetime as dt
+
 import pytest
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from apps.registry.models import ModelVersion
 from tests import onnx_models
@@ -37,19 +40,40 @@ def test_it_is_idempotent_for_a_finished_version():
     assert version.validation_attempts == 1
 
 
-def test_it_resumes_a_version_left_validating_by_a_dead_worker():
-    version = pending_version(status="validating", validation_attempts=1)
+def expired_lease(settings):
+    return timezone.now() - dt.timedelta(seconds=settings.VALIDATION_LEASE_SECONDS + 1)
+
+
+def test_it_resumes_a_version_whose_worker_died(settings):
+    version = pending_version(
+        status="validating", validation_attempts=1, validation_started_at=expired_lease(settings)
+    )
     validate_model_version(str(version.pk))
     version.refresh_from_db()
     assert version.status == "ready"
     assert version.validation_attempts == 2
 
 
+def test_a_duplicate_delivery_leaves_a_version_another_worker_holds_alone():
+    version = pending_version(
+        status="validating", validation_attempts=1, validation_started_at=timezone.now()
+    )
+    validate_model_version(str(version.pk))
+    version.refresh_from_db()
+    assert version.status == "validating"
+    assert version.validation_attempts == 1
+
+
 def test_attempts_are_capped_so_a_poison_model_ends_failed(settings):
-    version = pending_version(status="validating", validation_attempts=settings.VALIDATION_MAX_ATTEMPTS)
+    version = pending_version(
+        status="validating",
+        validation_attempts=settings.VALIDATION_MAX_ATTEMPTS,
+        validation_started_at=expired_lease(settings),
+    )
     validate_model_version(str(version.pk))
     version.refresh_from_db()
     assert version.status == "failed"
+    assert version.failure_code == "attempts_exhausted"
     assert "attempts" in version.status_reason
 
 

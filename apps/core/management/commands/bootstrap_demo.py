@@ -38,6 +38,7 @@ class Command(BaseCommand):
                 preprocessing=demo_dir / "preprocessing.json",
                 alias="production",
                 owner=user.username,
+                visibility="internal",
                 description="EfficientNet-Lite0, ImageNet-1k classifier (Apache-2.0).",
                 stdout=self.stdout,
             )

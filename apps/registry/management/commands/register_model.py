@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--owner", help="Username of the owner (default: the first superuser).")
         parser.add_argument("--task", default=MLModel.Task.IMAGE_CLASSIFICATION, choices=MLModel.Task.values)
         parser.add_argument(
-            "--visibility", default=MLModel.Visibility.INTERNAL, choices=MLModel.Visibility.values
+            "--visibility", default=MLModel.Visibility.PRIVATE, choices=MLModel.Visibility.values
         )
         parser.add_argument("--description", default="")
         parser.add_argument(
@@ -35,6 +35,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
+        if options["run_async"] and options["alias"]:
+            raise CommandError("--alias needs the version validated first; it cannot be used with --async.")
         owner = self._owner(options["owner"])
         path: Path = options["file"]
         if not path.is_file():

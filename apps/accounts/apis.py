@@ -1,0 +1,193 @@
+"""Accounts API: JWT tokens, API keys, and the caller's profile, limits and usage."""
+
+import datetime as dt
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt import views as jwt_views
+
+from apps.accounts import selectors, services
+from apps.accounts.authentication import check_auth_failures, record_auth_failure
+from apps.accounts.models import ApiKey
+from apps.core.exceptions import NotFound
+from apps.core.pagination import LimitOffsetPagination
+from apps.core.schema import error_responses
+
+# --- JWT ------------------------------------------------------------------------------------------
+
+
+class TokenObtainApi(jwt_views.TokenObtainPairView):
+    """Username + password → access and refresh tokens. Failed attempts count per address."""
+
+    throttle_classes: list = []
+
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        check_auth_failures(request)
+        try:
+            return super().post(request, *args, **kwargs)
+        except AuthenticationFailed:
+            record_auth_failure(request)
+            raise
+
+
+class TokenRefreshApi(jwt_views.TokenRefreshView):
+    """A refresh token → a new access token and a new refresh token (the old one is blacklisted)."""
+
+    throttle_classes: list = []
+
+
+class TokenVerifyApi(jwt_views.TokenVerifyView):
+    throttle_classes: list = []
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+class ApiKeyOutputSerializer(serializers.ModelSerializer):
+    models = serializers.ListField(source="model_names", child=serializers.CharField())
+    status = serializers.SerializerMethodField()
+    key_prefix = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "name",
+            "key_prefix",
+            "scopes",
+            "models",
+            "rate_limit_per_minute",
+            "status",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "created_at",
+        ]
+
+    def get_status(self, obj: ApiKey) -> str:
+        return "revoked" if obj.is_revoked else "expired" if obj.is_expired else "active"
+
+    def get_key_prefix(self, obj: ApiKey) -> str:
+        return f"mlp_{obj.prefix}"
+
+
+class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
+    key = serializers.CharField(help_text="The full key. Shown only in this response; store it now.")
+
+    class Meta(ApiKeyOutputSerializer.Meta):
+        fields = ["key", *ApiKeyOutputSerializer.Meta.fields]
+
+
+class KeyManagementApi(APIView):
+    """Keys are managed with a password-backed login (JWT or session), never with a key,
+    so that a leaked key cannot mint or revoke others. (No required_scope: closed to keys.)"""
+
+
+class ApiKeyListCreateApi(KeyManagementApi):
+    class ApiKeyCreateInputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        scopes = serializers.ListField(
+            child=serializers.ChoiceField(choices=ApiKey.Scope.choices), min_length=1, max_length=4
+        )
+        models = serializers.ListField(
+            child=serializers.SlugField(max_length=100),
+            required=False,
+            default=list,
+            max_length=100,
+            help_text="Limit the key to these models (default: every model you may use).",
+        )
+        expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+        rate_limit_per_minute = serializers.IntegerField(min_value=1, required=False)
+
+    @extend_schema(
+        operation_id="api_keys_list",
+        responses={200: ApiKeyOutputSerializer(many=True), **error_responses(403)},
+    )
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.api_key_list(user=request.user), request, view=self)
+        return paginator.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="api_keys_create",
+        request=ApiKeyCreateInputSerializer,
+        responses={201: ApiKeyCreatedSerializer, **error_responses(400, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.ApiKeyCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        days = data.get("expires_in_days")
+        created = services.api_key_create(
+            owner=request.user,
+            name=data["name"],
+            scopes=data["scopes"],
+            model_names=data["models"],
+            expires_at=timezone.now() + dt.timedelta(days=days) if days else None,
+            rate_limit_per_minute=data.get("rate_limit_per_minute"),
+        )
+        body = ApiKeyOutputSerializer(created.api_key).data
+        return Response({"key": created.key, **body}, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailApi(KeyManagementApi):
+    def _get(self, request: Request, key_id: int) -> ApiKey:
+        api_key = selectors.api_key_list(user=request.user).filter(pk=key_id).first()
+        if api_key is None:
+            raise NotFound(f"No API key {key_id}.", code="api_key_not_found")
+        return api_key
+
+    @extend_schema(
+        operation_id="api_keys_retrieve", responses={200: ApiKeyOutputSerializer, **error_responses(403, 404)}
+    )
+    def get(self, request: Request, key_id: int) -> Response:
+        return Response(ApiKeyOutputSerializer(self._get(request, key_id)).data)
+
+    @extend_schema(operation_id="api_keys_revoke", responses={204: None, **error_responses(403, 404)})
+    def delete(self, request: Request, key_id: int) -> Response:
+        services.api_key_revoke(api_key=self._get(request, key_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Me -----------------------------------------------------------------------------------------
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    predictions_used = serializers.IntegerField()
+    monthly_prediction_quota = serializers.IntegerField(allow_null=True)
+    remaining = serializers.IntegerField(allow_null=True)
+    resets_at = serializers.DateField()
+
+
+class MeOutputSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    is_staff = serializers.BooleanField()
+    roles = serializers.ListField(child=serializers.CharField())
+    authenticated_with = serializers.CharField()
+    limits = serializers.DictField()
+    usage = UsageOutputSerializer()
+
+
+class MeApi(APIView):
+    """Any authenticated caller, keys included, may read its own profile and usage."""
+
+    allow_any_api_key = True
+
+    @extend_schema(operation_id="me_retrieve", responses={200: MeOutputSerializer, **error_responses()})
+    def get(self, request: Request) -> Response:
+        return Response(selectors.profile(user=request.user, auth=request.auth))
+
+
+class MeUsageApi(APIView):
+    allow_any_api_key = True
+
+    @extend_schema(operation_id="me_usage", responses={200: UsageOutputSerializer, **error_responses()})
+    def get(self, request: Request) -> Response:
+        return Response(services.usage_for(request.user))

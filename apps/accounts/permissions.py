@@ -1,0 +1,52 @@
+"""Permissions tied to how the caller authenticated."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from apps.accounts.models import ApiKey
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
+
+
+def request_api_key(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+class ApiKeyScope(BasePermission):
+    """With an API key, the view's scope must be one of the key's scopes.
+
+    A view names its scope with `required_scope` (a string) or `get_required_scope(request)`;
+    a view with no scope is closed to API keys. JWT and session callers act with
+    their full user rights.
+    """
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        api_key = request_api_key(request)
+        if api_key is None or getattr(view, "allow_any_api_key", False):
+            return True
+        getter = getattr(view, "get_required_scope", None)
+        scope = getter(request) if getter else getattr(view, "required_scope", None)
+        if scope is None:
+            raise PermissionDenied(
+                "This endpoint cannot be used with an API key.", code="api_key_not_allowed"
+            )
+        if not api_key.has_scope(scope):
+            raise PermissionDenied(f"This API key lacks the '{scope}' scope.", code="scope_missing")
+        return True
+
+
+class RegistryScope:
+    """Mixin: reading the registry needs `models:read`, changing it `models:write`."""
+
+    def get_required_scope(self, request: Request) -> str:
+        return (
+            ApiKey.Scope.MODELS_READ
+            if request.method in ("GET", "HEAD", "OPTIONS")
+            else ApiKey.Scope.MODELS_WRITE
+        )

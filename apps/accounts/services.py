@@ -1,0 +1,226 @@
+"""Writes for accounts: API keys (create, authenticate, revoke) and the monthly quota."""
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
+
+from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
+from apps.accounts.ratelimit import Rate, parse_rate
+from apps.core.exceptions import ApplicationError, InvalidInput
+
+KEY_PREFIX = "mlp_"
+# mlp_ + 8 lowercase letters/digits (the public lookup id) + _ + 43 URL-safe characters (the secret).
+_KEY_FORMAT = re.compile(r"^mlp_([a-z0-9]{8})_([A-Za-z0-9_-]{43})$")
+_LOOKUP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def _digest(key: str) -> str:
+    secret = settings.API_KEY_HMAC_SECRET.encode()
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class CreatedKey:
+    api_key: ApiKey
+    key: str  # the full key: shown once, never stored
+
+
+def api_key_create(
+    *,
+    owner: User,
+    name: str,
+    scopes: list[str],
+    model_names: list[str] | None = None,
+    expires_at: dt.datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> CreatedKey:
+    unknown = sorted(set(scopes) - set(ApiKey.Scope.values))
+    if not scopes or unknown:
+        raise InvalidInput(
+            f"Unknown scopes: {', '.join(unknown)}." if unknown else "Give at least one scope.",
+            code="invalid_scopes",
+            details={"allowed": ApiKey.Scope.values},
+        )
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("expires_at must be in the future.", code="invalid_expiry")
+    for _ in range(5):  # a prefix collision is astronomically rare; retry rather than fail
+        prefix = "".join(secrets.choice(_LOOKUP_ALPHABET) for _ in range(8))
+        key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        try:
+            with transaction.atomic():
+                api_key = ApiKey.objects.create(
+                    owner=owner,
+                    name=name,
+                    prefix=prefix,
+                    digest=_digest(key),
+                    scopes=sorted(set(scopes)),
+                    model_names=sorted(set(model_names or [])),
+                    expires_at=expires_at,
+                    rate_limit_per_minute=rate_limit_per_minute,
+                )
+            return CreatedKey(api_key=api_key, key=key)
+        except IntegrityError:
+            continue
+    raise ApplicationError(
+        "Could not allocate a key id; try again.", code="key_allocation_failed", status_code=503
+    )
+
+
+def api_key_authenticate(raw: str) -> ApiKey:
+    """The ApiKey for a presented key, or AuthenticationFailed with a specific code.
+
+    One indexed lookup by prefix (with the owner joined in); the secret is
+    compared in constant time.
+    """
+    match = _KEY_FORMAT.match(raw.strip())
+    if not match:
+        raise AuthenticationFailed("Malformed API key.", code="invalid_api_key")
+    api_key = ApiKey.objects.select_related("owner").filter(prefix=match.group(1)).first()
+    if api_key is None or not hmac.compare_digest(api_key.digest, _digest(raw.strip())):
+        raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+    if api_key.is_revoked:
+        raise AuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
+    if api_key.is_expired:
+        raise AuthenticationFailed("This API key has expired.", code="api_key_expired")
+    if not api_key.owner.is_active:
+        raise AuthenticationFailed("The key's owner is inactive.", code="user_inactive")
+    _touch(api_key)
+    return api_key
+
+
+def _touch(api_key: ApiKey) -> None:
+    """Record use at most once per interval, so a busy key does not write on every request."""
+    now = timezone.now()
+    interval = dt.timedelta(seconds=settings.API_KEY_LAST_USED_INTERVAL_SECONDS)
+    if api_key.last_used_at is None or now - api_key.last_used_at >= interval:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key (kept for the audit trail); revoking twice changes nothing."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+# --- Limits -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EffectiveLimits:
+    plan: str
+    rates: dict[str, str]
+    monthly_prediction_quota: int | None
+
+
+def limits_for(user: User) -> EffectiveLimits:
+    """The user's rates and quota: admin overrides over settings defaults; cached briefly."""
+    cache_key = f"limits:{user.pk}"
+    limits = cache.get(cache_key)
+    if limits is None:
+        override = UserLimits.objects.filter(user=user).first()
+        rates = dict(settings.THROTTLE_RATES)
+        quota = settings.MONTHLY_PREDICTION_QUOTA or None
+        plan = "default"
+        if override is not None:
+            plan = override.plan or "custom"
+            for scope in rates:
+                rates[scope] = getattr(override, f"{scope}_rate") or rates[scope]
+            if override.monthly_prediction_quota is not None:
+                quota = override.monthly_prediction_quota
+        limits = EffectiveLimits(plan=plan, rates=rates, monthly_prediction_quota=quota)
+        cache.set(cache_key, limits, settings.LIMITS_CACHE_SECONDS)
+    return limits
+
+
+def limits_invalidate(user_id: int) -> None:
+    cache.delete(f"limits:{user_id}")
+
+
+def rate_for(user: User, scope: str) -> Rate | None:
+    text = limits_for(user).rates.get(scope)
+    return parse_rate(text) if text else None
+
+
+# --- Monthly prediction quota -------------------------------------------------------------------
+
+
+class QuotaExceeded(ApplicationError):
+    status_code = 429
+    code = "quota_exceeded"
+
+
+def current_period(now: dt.datetime | None = None) -> dt.date:
+    now = now or timezone.now()
+    return now.astimezone(dt.UTC).date().replace(day=1)
+
+
+def next_period(period: dt.date) -> dt.date:
+    return (period.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def quota_consume(*, user: User, amount: int = 1) -> int:
+    """Spend `amount` predictions of this month's quota; returns the units used so far.
+
+    The check and the spend are one conditional UPDATE, so two servers can never
+    both spend the last unit. Raises QuotaExceeded (429) when it would go over.
+    """
+    period = current_period()
+    limit = limits_for(user).monthly_prediction_quota
+    _ensure_usage_row(user, period)
+    rows = QuotaUsage.objects.filter(user=user, period=period)
+    if limit is not None:
+        rows = rows.filter(used__lte=limit - amount)
+    if not rows.update(used=F("used") + amount):
+        used = QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
+        resets = next_period(period)
+        raise QuotaExceeded(
+            f"Monthly prediction quota of {limit} is spent ({used} used); it resets on {resets:%Y-%m-%d}.",
+            details={"limit": limit, "used": used, "requested": amount, "resets_at": f"{resets:%Y-%m-%d}"},
+        )
+    return QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
+
+
+def quota_refund(*, user: User, amount: int = 1) -> None:
+    """Give back units spent on predictions that were not made (for example a failed batch)."""
+    QuotaUsage.objects.filter(user=user, period=current_period(), used__gte=amount).update(
+        used=F("used") - amount
+    )
+
+
+def _ensure_usage_row(user: User, period: dt.date) -> None:
+    if QuotaUsage.objects.filter(user=user, period=period).exists():
+        return
+    try:
+        with transaction.atomic():
+            QuotaUsage.objects.create(user=user, period=period, used=0)
+    except IntegrityError:
+        pass  # a concurrent request created it first
+
+
+def usage_for(user: User) -> dict:
+    period = current_period()
+    used = QuotaUsage.objects.filter(user=user, period=period).values_list("used", flat=True).first() or 0
+    limit = limits_for(user).monthly_prediction_quota
+    return {
+        "period": f"{period:%Y-%m}",
+        "predictions_used": used,
+        "monthly_prediction_quota": limit,
+        "remaining": None if limit is None else max(limit - used, 0),
+        "resets_at": f"{next_period(period):%Y-%m-%d}",
+    }

@@ -1,0 +1,47 @@
+"""Per-user (and per-key) request rates by scope, shared by every process through the cache."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from apps.accounts import ratelimit
+from apps.accounts.permissions import request_api_key
+from apps.accounts.services import rate_for
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
+
+
+class ScopedRateThrottle(BaseThrottle):
+    """Counts a request against the user's rate for the view's throttle scope.
+
+    A view names its scope with `throttle_scope` or `get_throttle_scope(request)`
+    (None: not throttled). An API key with its own `rate_limit_per_minute` is
+    also held to that. The verdict goes on the request for the X-RateLimit-* headers.
+    """
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        getter = getattr(view, "get_throttle_scope", None)
+        scope = getter(request) if getter else getattr(view, "throttle_scope", None)
+        if scope is None or not request.user.is_authenticated:
+            return True
+        rate = rate_for(request.user, scope)
+        if rate is None:
+            return True
+        verdict = ratelimit.hit(f"user:{request.user.pk}:{scope}", rate)
+        api_key = request_api_key(request)
+        if verdict.allowed and api_key is not None and api_key.rate_limit_per_minute:
+            key_rate = ratelimit.Rate(limit=api_key.rate_limit_per_minute, period=60)
+            key_verdict = ratelimit.hit(f"key:{api_key.pk}:{scope}", key_rate)
+            if not key_verdict.allowed or key_verdict.remaining < verdict.remaining:
+                verdict = key_verdict
+        request._request.ratelimit = verdict
+        request._request.throttled_scope = scope
+        self.verdict = verdict
+        return verdict.allowed
+
+    def wait(self) -> float | None:
+        return self.verdict.retry_after
