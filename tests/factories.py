@@ -31,6 +31,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = ModelVersion
+        skip_postgeneration_save = True
 
     model = factory.SubFactory(MLModelFactory)
     number = factory.Sequence(lambda n: n + 1)
@@ -38,3 +39,10 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     size_bytes = 100
     status = ModelVersion.Status.READY
     artifact = factory.LazyFunction(lambda: ContentFile(onnx_models.tiny_classifier(), name="model.onnx"))
+
+    @factory.post_generation
+    def advance_counter(self, create: bool, extracted: object, **kwargs: object) -> None:
+        """Keep the model's version counter ahead of versions made here, as uploads do."""
+        if create and self.model.next_version_number <= self.number:
+            MLModel.objects.filter(pk=self.model_id).update(next_version_number=self.number + 1)
+            self.model.next_version_number = self.number + 1

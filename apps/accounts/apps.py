@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self) -> None:
-        from apps.accounts import schema  # noqa: F401  (registers the OpenAPI security schemes)
+        from apps.accounts import schema, signals  # noqa: F401  (OpenAPI security schemes; signal handlers)

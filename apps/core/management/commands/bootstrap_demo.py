@@ -8,10 +8,13 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.accounts.models import ApiKey
+from apps.accounts.services import CreatedKey, api_key_create, api_key_revoke
 from apps.registry import services
 from apps.registry.models import ModelVersion
 
 DEMO_MODEL = "efficientnet-lite0"
+DEMO_KEY_NAME = "demo (make run)"
 
 
 class Command(BaseCommand):
@@ -48,9 +51,17 @@ class Command(BaseCommand):
             if version.status != ModelVersion.Status.READY:
                 raise CommandError(f"The demo model is {version.status}: {version.status_reason}")
             services.alias_set(model=version.model, name="production", version=version, user=user)
+        created = self._demo_key(user)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo superuser: {options['username']} / {options['password']}  "
-                f"(model '{DEMO_MODEL}' is ready under alias production)"
+                f"(model '{DEMO_MODEL}' is ready under alias production)\n"
+                f"Demo API key (shown once; earlier demo keys are revoked): {created.key}"
             )
         )
+
+    def _demo_key(self, user: object) -> CreatedKey:
+        """A fresh key each run: the secret of an earlier one cannot be shown again."""
+        for old in ApiKey.objects.filter(owner=user, name=DEMO_KEY_NAME, revoked_at__isnull=True):
+            api_key_revoke(api_key=old)
+        return api_key_create(owner=user, name=DEMO_KEY_NAME, scopes=list(ApiKey.Scope.values))
