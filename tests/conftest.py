@@ -89,3 +89,10 @@ def onnx_upload(content: bytes | None = None, name: str = "model.onnx") -> Simpl
 
 def stored_files(root) -> list:
     return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture(autouse=True)
+def frozen_rate_clock(monkeypatch):
+    """Rate windows are fixed: a test that crossed a window boundary would see its
+    counters reset. Pin the clock the rate limiter reads to the middle of a window."""
+    monkeypatch.setattr("apps.accounts.ratelimit._now", lambda: 1_800_000_030.0)

@@ -45,6 +45,10 @@ def parse_rate(text: str) -> Rate:
     return Rate(limit=limit, period=multiple * _UNITS[unit])
 
 
+def _now() -> float:
+    return time.time()
+
+
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
@@ -56,7 +60,7 @@ class Verdict:
 
 def hit(identity: str, rate: Rate, *, cost: int = 1, now: float | None = None) -> Verdict:
     """Count one request for `identity` against `rate` and say whether it is allowed."""
-    now = time.time() if now is None else now
+    now = _now() if now is None else now
     window = int(now // rate.period)
     reset = (window + 1) * rate.period
     key = f"rl:{identity}:{rate.period}:{window}"
@@ -78,5 +82,5 @@ def hit(identity: str, rate: Rate, *, cost: int = 1, now: float | None = None) -
 
 def peek(identity: str, rate: Rate, *, now: float | None = None) -> int:
     """How many hits `identity` has in the current window, without counting one."""
-    now = time.time() if now is None else now
+    now = _now() if now is None else now
     return int(cache.get(f"rl:{identity}:{rate.period}:{int(now // rate.period)}", 0))

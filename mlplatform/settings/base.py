@@ -162,7 +162,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.ScopedRateThrottle"],
     # Clients behind this many trusted proxies: the client address is taken from X-Forwarded-For.
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0) or None,
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",

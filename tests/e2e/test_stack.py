@@ -43,11 +43,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def database_url(e2e_dir: Path) -> Iterator[str]:
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith(("postgres://", "postgresql://")):
-        yield f"sqlite:///{tmp_path / 'e2e.sqlite3'}"
+        yield f"sqlite:///{e2e_dir / 'e2e.sqlite3'}"
         return
     import psycopg
 
@@ -62,9 +67,14 @@ def database_url(tmp_path: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
-    port = free_port()
+# Low limits, so the tests can reach them; both web servers must share them.
+REGISTRY_WRITE_LIMIT = 6
+
+
+@pytest.fixture(scope="module")
+def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
+    """Two gunicorn servers (separate processes) and one Celery worker on one database and broker."""
+    ports = [free_port(), free_port()]
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
@@ -72,24 +82,27 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "False",  # no TLS proxy in front of this test server
         "DATABASE_URL": database_url,
-        "MODEL_STORE_ROOT": str(tmp_path / "store"),
-        "BROKER_DIR": str(tmp_path / "broker"),
-        "STATIC_ROOT": str(tmp_path / "static"),
+        "MODEL_STORE_ROOT": str(e2e_dir / "store"),
+        "BROKER_DIR": str(e2e_dir / "broker"),
+        "STATIC_ROOT": str(e2e_dir / "static"),
         "DJANGO_SUPERUSER_PASSWORD": "e2e-password",
         "PYTHONUNBUFFERED": "1",
+        "THROTTLE_RATE_REGISTRY_WRITE": f"{REGISTRY_WRITE_LIMIT}/hour",
+        "CACHE_KEY_PREFIX": f"e2e-{uuid.uuid4().hex}",
     }
     if not os.environ.get("REDIS_URL"):
         env["CELERY_BROKER_URL"] = "filesystem://"
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
     subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run(
-        [*manage, "createsuperuser", "--noinput", "--username", "e2e", "--email", "e2e@example.com"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-    )
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("web", "worker")}
+    for username in ("e2e", "e2e-throttle"):
+        subprocess.run(
+            [*manage, "createsuperuser", "--noinput", "--username", username, "--email", "e2e@example.com"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+        )
+    logs = {name: (e2e_dir / f"{name}.log").open("w") for name in ("web0", "web1", "worker")}
     processes = [
         subprocess.Popen(
             [
@@ -98,15 +111,18 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
-                "2",
+                "1",
                 "--timeout",
                 "120",
             ],
             env=env,
             cwd=ROOT,
-            stdout=logs["web"],
+            stdout=logs[f"web{index}"],
             stderr=subprocess.STDOUT,
-        ),
+        )
+        for index, port in enumerate(ports)
+    ]
+    processes.append(
         subprocess.Popen(
             [
                 str(BIN / "celery"),
@@ -124,12 +140,13 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict]:
             cwd=ROOT,
             stdout=logs["worker"],
             stderr=subprocess.STDOUT,
-        ),
-    ]
-    base_url = f"http://127.0.0.1:{port}"
+        )
+    )
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        wait_for(lambda: _ready(base_url), 60, "the web server to be ready")
-        yield {"url": base_url, "logs": tmp_path}
+        for url in urls:
+            wait_for(lambda url=url: _ready(url), 60, f"{url} to be ready")
+        yield {"url": urls[0], "urls": urls, "logs": e2e_dir, "env": env}
     finally:
         for process in processes:
             process.terminate()
@@ -209,3 +226,22 @@ def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -
     missing = http.get(f"{url}/api/v1/nowhere", timeout=10)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"), reason="limits are shared through Redis; the embedded cache is per process"
+)
+def test_two_server_processes_share_one_throttle(stack: dict) -> None:
+    """Registry writes alternate between the two servers; together they get exactly the limit."""
+    sessions = [login(url, username="e2e-throttle") for url in stack["urls"]]
+    statuses, resets = [], set()
+    for attempt in range(REGISTRY_WRITE_LIMIT + 2):
+        index = attempt % 2
+        response = sessions[index].post(
+            f"{stack['urls'][index]}/api/v1/models/", json={"name": f"throttled-{attempt}"}, timeout=10
+        )
+        statuses.append(response.status_code)
+        resets.add(response.headers.get("X-RateLimit-Reset"))
+    if len(resets) > 1:
+        pytest.skip("the rate window rolled over mid-test; the counts span two windows")
+    assert statuses == [201] * REGISTRY_WRITE_LIMIT + [429] * 2
