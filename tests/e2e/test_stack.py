@@ -229,7 +229,7 @@ def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -
 
 
 @pytest.mark.skipif(
-    not os.environ.get("REDIS_URL"), reason="limits are shared through Redis; the embedded cache is per process"
+    not os.environ.get("REDIS_URL"), reason="shared through Redis; the embedded cache is per process"
 )
 def test_two_server_processes_share_one_throttle(stack: dict) -> None:
     """Registry writes alternate between the two servers; together they get exactly the limit."""
