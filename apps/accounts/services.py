@@ -82,14 +82,16 @@ def api_key_create(
 def api_key_authenticate(raw: str) -> ApiKey:
     """The ApiKey for a presented key, or AuthenticationFailed with a specific code.
 
-    One indexed lookup by prefix (with the owner joined in); the secret is
-    compared in constant time.
+    At most one indexed lookup by prefix (with the owner joined in), and usually
+    one cache hit instead; the secret is compared in constant time either way.
+    Revoking a key or changing its owner evicts the cached copy at once.
     """
-    match = _KEY_FORMAT.match(raw.strip())
+    raw = raw.strip()
+    match = _KEY_FORMAT.match(raw)
     if not match:
         raise AuthenticationFailed("Malformed API key.", code="invalid_api_key")
-    api_key = ApiKey.objects.select_related("owner").filter(prefix=match.group(1)).first()
-    if api_key is None or not hmac.compare_digest(api_key.digest, _digest(raw.strip())):
+    api_key = _api_key_by_prefix(match.group(1))
+    if api_key is None or not hmac.compare_digest(api_key.digest, _digest(raw)):
         raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
     if api_key.is_revoked:
         raise AuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
@@ -101,6 +103,24 @@ def api_key_authenticate(raw: str) -> ApiKey:
     return api_key
 
 
+def _cache_key(prefix: str) -> str:
+    return f"apikey:{prefix}"
+
+
+def _api_key_by_prefix(prefix: str) -> ApiKey | None:
+    api_key = cache.get(_cache_key(prefix))
+    if api_key is None:
+        api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
+        if api_key is not None:
+            cache.set(_cache_key(prefix), api_key, settings.API_KEY_CACHE_SECONDS)
+    return api_key
+
+
+def api_key_forget(prefixes: list[str]) -> None:
+    """Evict cached keys, so the next request reads the database (revocation, owner changes)."""
+    cache.delete_many([_cache_key(prefix) for prefix in prefixes])
+
+
 def _touch(api_key: ApiKey) -> None:
     """Record use at most once per interval, so a busy key does not write on every request."""
     now = timezone.now()
@@ -108,6 +128,7 @@ def _touch(api_key: ApiKey) -> None:
     if api_key.last_used_at is None or now - api_key.last_used_at >= interval:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+        cache.set(_cache_key(api_key.prefix), api_key, settings.API_KEY_CACHE_SECONDS)
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
@@ -115,6 +136,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+    api_key_forget([api_key.prefix])
     return api_key
 
 

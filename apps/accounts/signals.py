@@ -3,10 +3,22 @@
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from apps.accounts.models import UserLimits
-from apps.accounts.services import limits_invalidate
+from apps.accounts.models import ApiKey, User, UserLimits
+from apps.accounts.services import api_key_forget, limits_invalidate
 
 
 @receiver([post_save, post_delete], sender=UserLimits)
 def forget_cached_limits(sender: type, instance: UserLimits, **kwargs: object) -> None:
     limits_invalidate(instance.user_id)
+
+
+@receiver([post_save, post_delete], sender=ApiKey)
+def forget_cached_key(sender: type, instance: ApiKey, **kwargs: object) -> None:
+    """Any change to a key row (revoked in the admin, scopes edited) evicts its cached copy."""
+    api_key_forget([instance.prefix])
+
+
+@receiver([post_save, post_delete], sender=User)
+def forget_cached_keys_of_user(sender: type, instance: User, **kwargs: object) -> None:
+    """A deactivated or demoted owner must not keep authenticating through cached keys."""
+    api_key_forget(list(ApiKey.objects.filter(owner_id=instance.pk).values_list("prefix", flat=True)))

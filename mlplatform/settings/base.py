@@ -197,6 +197,8 @@ SIMPLE_JWT = {
 }
 # Key for the HMAC-SHA256 digests of API key secrets; rotating it invalidates every key.
 API_KEY_HMAC_SECRET = env("API_KEY_HMAC_SECRET", default=SECRET_KEY)
+# Authenticated keys are cached this long (revocation and owner changes evict them at once).
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
 # last_used_at is written at most this often per key, not on every request.
 API_KEY_LAST_USED_INTERVAL_SECONDS = 60
 # Default request rates per user, by scope; an admin overrides them per user (UserLimits).

@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiKey
+from apps.accounts.services import api_key_authenticate, api_key_forget, api_key_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -79,15 +80,32 @@ def test_a_key_of_an_inactive_owner_is_401(key_client, user):
     assert_401(client.get(URL), "user_inactive")
 
 
-def test_authenticating_a_key_costs_one_indexed_query(key_client):
+def test_authenticating_a_key_costs_one_indexed_query_then_a_cache_hit(key_client):
     client = key_client()
     client.get(URL)  # first use writes last_used_at
-    from apps.accounts.services import api_key_authenticate
-
+    api_key_forget([client.api_key.prefix])
     with CaptureQueriesContext(connection) as queries:
         api_key_authenticate(client.key)
     assert len(queries) == 1
     assert "prefix" in queries[0]["sql"]
+    with CaptureQueriesContext(connection) as queries:
+        api_key_authenticate(client.key)
+    assert len(queries) == 0
+
+
+def test_a_revoked_key_stops_working_at_once_despite_the_cache(key_client):
+    client = key_client()
+    assert client.get(URL).status_code == 200
+    api_key_revoke(api_key=ApiKey.objects.get(pk=client.api_key.pk))
+    assert client.get(URL).status_code == 401
+
+
+def test_deactivating_the_owner_stops_cached_keys_at_once(key_client, user):
+    client = key_client()
+    assert client.get(URL).status_code == 200
+    user.is_active = False
+    user.save()
+    assert client.get(URL).status_code == 401
 
 
 def test_last_used_is_written_at_most_once_a_minute(key_client):
@@ -98,5 +116,6 @@ def test_last_used_is_written_at_most_once_a_minute(key_client):
     client.get(URL)
     assert ApiKey.objects.get(pk=client.api_key.pk).last_used_at == first
     ApiKey.objects.filter(pk=client.api_key.pk).update(last_used_at=first - dt.timedelta(minutes=2))
+    api_key_forget([client.api_key.prefix])  # as the cache entry expires after a minute
     client.get(URL)
     assert ApiKey.objects.get(pk=client.api_key.pk).last_used_at > first - dt.timedelta(minutes=1)
