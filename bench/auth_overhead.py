@@ -69,9 +69,8 @@ def main() -> None:
                 samples[name].append((time.perf_counter() - started) * 1000)
 
     base = statistics.median(samples["none (forced)"])
-    print(
-        f"endpoint GET {url}, {per_round * args.rounds} requests per variant, database {os.environ['DATABASE_URL'].split(':')[0]}"
-    )
+    database = os.environ["DATABASE_URL"].split(":")[0]
+    print(f"endpoint GET {url}, {per_round * args.rounds} requests per variant, database {database}")
     print(f"{'variant':<16}{'p50 ms':>9}{'p95 ms':>9}{'added p50 ms':>14}{'ratio':>8}")
     for name, values in samples.items():
         p50 = statistics.median(values)
