@@ -74,3 +74,23 @@ def zip_archive() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("model.onnx", tiny_classifier())
     return buffer.getvalue()
+
+
+def tensor_doubler(dims: int = 4) -> bytes:
+    """x: float [N, dims] → y = 2x, plus n: int64 [N] → count = n + 1. A two-input tensor model."""
+    two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
+    one = numpy_helper.from_array(np.array(1, dtype=np.int64), "one")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"]), helper.make_node("Add", ["n", "one"], ["count"])],
+        "doubler",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", dims]),
+            helper.make_tensor_value_info("n", TensorProto.INT64, ["N"]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", dims]),
+            helper.make_tensor_value_info("count", TensorProto.INT64, ["N"]),
+        ],
+        initializer=[two, one],
+    )
+    return _serialize(graph)

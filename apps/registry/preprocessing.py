@@ -28,6 +28,8 @@ class PreprocessingConfigSerializer(serializers.Serializer):
     dtype = serializers.ChoiceField(choices=["float32", "float16", "uint8", "int8"], default="float32")
     interpolation = serializers.ChoiceField(choices=["nearest", "bilinear", "bicubic"], default="bilinear")
     softmax = serializers.BooleanField(default=False)
+    # What to do with NaN or ±Inf in tensor inputs: refuse them (422) or pass them to the model.
+    non_finite = serializers.ChoiceField(choices=["reject", "allow"], default="reject")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         initial = getattr(self, "initial_data", None) or {}

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.registry",
+    "apps.inference",
 ]
 
 MIDDLEWARE = [
@@ -100,7 +101,6 @@ VALIDATION_LEASE_SECONDS = env.int("VALIDATION_LEASE_SECONDS", default=40 * 60)
 MODEL_UPLOAD_MAX_BYTES = env.int("MODEL_UPLOAD_MAX_BYTES", default=500 * 1024 * 1024)
 # Uploads above this size are spooled to a temporary file, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 
 # --- Validation (runs on a worker) -------------------------------------------------
 VALIDATION_LATENCY_RUNS = env.int("VALIDATION_LATENCY_RUNS", default=30)
@@ -108,6 +108,24 @@ VALIDATION_THROUGHPUT_BATCH = env.int("VALIDATION_THROUGHPUT_BATCH", default=8)
 VALIDATION_THROUGHPUT_RUNS = env.int("VALIDATION_THROUGHPUT_RUNS", default=5)
 VALIDATION_MAX_ATTEMPTS = env.int("VALIDATION_MAX_ATTEMPTS", default=3)
 ORT_INTRA_OP_THREADS = env.int("ORT_INTRA_OP_THREADS", default=1)
+
+# --- Inference -------------------------------------------------------------------------
+# ONNX Runtime sessions kept per process (least recently used evicted first).
+SESSION_CACHE_MAX_MODELS = env.int("SESSION_CACHE_MAX_MODELS", default=8)
+SESSION_CACHE_MAX_BYTES = env.int("SESSION_CACHE_MAX_BYTES", default=2 * 1024**3)
+ORT_GRAPH_OPTIMIZATION = env("ORT_GRAPH_OPTIMIZATION", default="all")  # disable | basic | extended | all
+ORT_PROVIDERS = env.list("ORT_PROVIDERS", default=["CPUExecutionProvider"])  # CPU is always the fallback
+# Versions under these aliases are loaded when a web or worker process starts.
+PRELOAD_ALIASES = env.list("PRELOAD_ALIASES", default=["production"])
+# Synchronous prediction limits; larger inputs belong in batch jobs.
+SYNC_MAX_BODY_BYTES = env.int("SYNC_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+SYNC_MAX_IMAGE_BYTES = env.int("SYNC_MAX_IMAGE_BYTES", default=10 * 1024 * 1024)
+SYNC_MAX_IMAGES = env.int("SYNC_MAX_IMAGES", default=32)
+# Decoded-size limit, checked from the image header before any pixel is decoded.
+MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
+PREDICT_DEFAULT_TOP_K = 5
+PREDICT_MAX_TOP_K = 100
+DATA_UPLOAD_MAX_MEMORY_SIZE = SYNC_MAX_BODY_BYTES  # JSON bodies with base64 images
 
 # --- Celery --------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")

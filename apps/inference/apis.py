@@ -1,0 +1,209 @@
+"""Prediction API: POST /models/{name}/predict, and the audit trail at /predictions/."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.authentication import client_address
+from apps.accounts.models import ApiKey
+from apps.accounts.permissions import request_api_key
+from apps.core.exceptions import InvalidInput, PayloadTooLarge
+from apps.core.schema import error_responses
+from apps.inference import selectors, services
+from apps.inference.models import Prediction
+from apps.registry import selectors as registry_selectors
+
+
+class LenientJSONParser(JSONParser):
+    """Accepts NaN and Infinity in JSON numbers; the version's policy decides what to do with them."""
+
+    strict = False
+
+
+class PredictApi(APIView):
+    """Predict with a model version: images (multipart or base64 JSON) or named tensors."""
+
+    parser_classes = [LenientJSONParser, MultiPartParser]
+    required_scope = ApiKey.Scope.PREDICT
+    throttle_scope = "predict"
+
+    class PredictQuerySerializer(serializers.Serializer):
+        version = serializers.IntegerField(min_value=1, required=False)
+        alias = serializers.SlugField(max_length=64, required=False)
+        top_k = serializers.IntegerField(min_value=1, max_value=settings.PREDICT_MAX_TOP_K, required=False)
+
+    class PredictJsonInputSerializer(serializers.Serializer):
+        image = serializers.CharField(required=False, help_text="One base64 image (or a data: URL).")
+        images = serializers.ListField(child=serializers.CharField(), required=False, max_length=1000)
+        inputs = serializers.DictField(
+            required=False, help_text="Named tensors: nested lists, {data, shape} or {b64, dtype, shape}."
+        )
+        top_k = serializers.IntegerField(min_value=1, max_value=settings.PREDICT_MAX_TOP_K, required=False)
+
+    @extend_schema(
+        operation_id="models_predict",
+        parameters=[
+            OpenApiParameter("version", int, description="Version number (default: the alias)."),
+            OpenApiParameter("alias", str, description="Alias (default: production)."),
+            OpenApiParameter(
+                "top_k", int, description=f"Classes per image (1-{settings.PREDICT_MAX_TOP_K})."
+            ),
+        ],
+        request={
+            "application/json": PredictJsonInputSerializer,
+            "multipart/form-data": inline_serializer(
+                "PredictMultipartInput",
+                {
+                    "image": serializers.ListField(child=serializers.FileField()),
+                    "top_k": serializers.IntegerField(),
+                },
+            ),
+        },
+        responses={
+            200: inline_serializer(
+                "PredictOutput",
+                {
+                    "model": serializers.CharField(),
+                    "version": serializers.IntegerField(),
+                    "alias": serializers.CharField(allow_null=True),
+                    "predictions": serializers.ListField(child=serializers.DictField()),
+                    "timings_ms": serializers.DictField(child=serializers.FloatField()),
+                    "request_id": serializers.CharField(),
+                },
+            ),
+            **error_responses(400, 403, 404, 409, 413, 415, 422, 429),
+        },
+    )
+    def post(self, request: Request, name: str) -> Response:
+        query = self.PredictQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        model = registry_selectors.model_get_visible(
+            user=request.user, name=name, api_key=request_api_key(request)
+        )
+        version, alias = services.resolve_version(
+            model=model, version=query.validated_data.get("version"), alias=query.validated_data.get("alias")
+        )
+        caller = services.Caller(
+            user=request.user,
+            api_key=request_api_key(request),
+            request_id=getattr(request._request, "request_id", ""),
+            client_address=client_address(request),
+        )
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.SYNC_MAX_BODY_BYTES:
+            error = PayloadTooLarge(
+                f"The request body is {length} bytes; the synchronous limit is "
+                f"{settings.SYNC_MAX_BODY_BYTES}. {services.LARGE_INPUT_HINT}",
+                details={"limit_bytes": settings.SYNC_MAX_BODY_BYTES},
+            )
+            services.record_refusal(caller=caller, version=version, alias=alias, error=error)
+            raise error
+        payload = self._payload(request, query.validated_data.get("top_k"))
+        result = services.predict(caller=caller, model=model, version=version, alias=alias, request=payload)
+        return Response({**result, "request_id": caller.request_id})
+
+    def _payload(self, request: Request, top_k: int | None) -> services.PredictionRequest:
+        files = request.FILES.getlist("image") if hasattr(request, "FILES") else []
+        if files:
+            images = [
+                services.ImageInput(data=f.read(), content_type=f.content_type or "", filename=f.name)
+                for f in files
+            ]
+            form_k = request.data.get("top_k")
+            return services.PredictionRequest(images=images, top_k=top_k or self._k(form_k))
+        if request.content_type.startswith("multipart/"):
+            raise InvalidInput("Send the image as a multipart file field named 'image'.", code="no_input")
+        body = self.PredictJsonInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        given = [key for key in ("image", "images", "inputs") if key in data]
+        if len(given) != 1:
+            raise InvalidInput("Send exactly one of 'image', 'images' or 'inputs'.", code="no_input")
+        k = top_k or data.get("top_k") or settings.PREDICT_DEFAULT_TOP_K
+        if "inputs" in data:
+            return services.PredictionRequest(inputs=request.data["inputs"], top_k=k)
+        raw = [data["image"]] if "image" in data else data["images"]
+        if not raw:
+            raise InvalidInput("'images' is empty.", code="no_input")
+        images = [services.decode_base64_image(value, index) for index, value in enumerate(raw)]
+        return services.PredictionRequest(images=images, top_k=k)
+
+    @staticmethod
+    def _k(value: object) -> int:
+        if value in (None, ""):
+            return settings.PREDICT_DEFAULT_TOP_K
+        field = serializers.IntegerField(min_value=1, max_value=settings.PREDICT_MAX_TOP_K)
+        try:
+            return field.run_validation(value)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"top_k": exc.detail}) from exc
+
+
+class PredictionOutputSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", default=None)
+    api_key = serializers.SerializerMethodField()
+    model = serializers.CharField(source="model_name")
+    version = serializers.IntegerField(source="version_number")
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "created_at",
+            "user",
+            "api_key",
+            "model",
+            "version",
+            "alias",
+            "source",
+            "status",
+            "error_code",
+            "error_message",
+            "input_sha256",
+            "input_meta",
+            "output",
+            "latency_ms",
+            "request_id",
+            "client_address",
+        ]
+
+    def get_api_key(self, obj: Prediction) -> str | None:
+        return f"mlp_{obj.api_key.prefix}" if obj.api_key_id else None
+
+
+class PredictionCursorPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+
+class PredictionListApi(APIView):
+    required_scope = ApiKey.Scope.PREDICT
+
+    class PredictionFilterSerializer(serializers.Serializer):
+        model = serializers.SlugField(required=False)
+        version = serializers.IntegerField(min_value=1, required=False)
+        status = serializers.ChoiceField(choices=Prediction.Status.choices, required=False)
+        source = serializers.ChoiceField(choices=Prediction.Source.choices, required=False)
+        since = serializers.DateTimeField(required=False)
+        until = serializers.DateTimeField(required=False)
+        request_id = serializers.CharField(required=False)
+
+    @extend_schema(
+        operation_id="predictions_list",
+        parameters=[PredictionFilterSerializer],
+        responses={200: PredictionOutputSerializer(many=True), **error_responses(400)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.PredictionFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        predictions = selectors.prediction_list(user=request.user, filters=filters.validated_data)
+        paginator = PredictionCursorPagination()
+        page = paginator.paginate_queryset(predictions, request, view=self)
+        return paginator.get_paginated_response(PredictionOutputSerializer(page, many=True).data)

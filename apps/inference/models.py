@@ -1,0 +1,54 @@
+from django.conf import settings
+from django.db import models
+
+
+class Prediction(models.Model):
+    """One prediction (one input of a request or of a job): the audit trail.
+
+    Who asked (user, key, address, request id), which model version answered,
+    a digest and description of the input (never the input itself), what came
+    out, and how long it took. Names and numbers are copied in, so a row still
+    reads correctly after its model or version is deleted.
+    """
+
+    class Source(models.TextChoices):
+        SYNC = "sync"
+        JOB = "job"
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+    )
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+    )
+    model_name = models.CharField(max_length=100)
+    version_number = models.PositiveIntegerField()
+    alias = models.CharField(max_length=64, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.SYNC)
+    input_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    input_meta = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+    client_address = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["user", "-id"], name="prediction_user_recent"),
+            models.Index(fields=["model_name", "version_number", "-id"], name="prediction_model_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} v{self.version_number} {self.status} #{self.pk}"

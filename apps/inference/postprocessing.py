@@ -1,0 +1,68 @@
+"""Model outputs → response JSON. No ORM imports."""
+
+from typing import Any
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / np.sum(exp, axis=-1, keepdims=True)
+
+
+def top_k(
+    scores: np.ndarray, labels: list[str], k: int, *, apply_softmax: bool
+) -> list[list[dict[str, Any]]]:
+    """Per row of a [batch, classes] array: the k best classes, best first, with labels."""
+    scores = scores.reshape(scores.shape[0], -1).astype(np.float64)
+    probabilities = softmax(scores) if apply_softmax else scores
+    k = min(k, probabilities.shape[1])
+    results = []
+    for row in probabilities:
+        best = np.argpartition(-row, k - 1)[:k]
+        best = best[np.argsort(-row[best])]
+        results.append(
+            [
+                {
+                    "index": int(i),
+                    "label": labels[i] if i < len(labels) else str(int(i)),
+                    "score": round(float(row[i]), 6),
+                }
+                for i in best
+            ]
+        )
+    return results
+
+
+def tensor_to_json(array: np.ndarray) -> dict[str, Any]:
+    """A named output as shape, dtype and data; NaN and ±Inf become null / strings, valid JSON."""
+    data: Any = array.tolist()
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        data = _json_safe(data)
+    return {"shape": list(array.shape), "dtype": array.dtype.name, "data": data}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        if value != value:
+            return None
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def tensor_summary(array: np.ndarray) -> dict[str, Any]:
+    """What the audit row keeps of an output tensor: its form and a few statistics, not the data."""
+    summary: dict[str, Any] = {"shape": list(array.shape), "dtype": array.dtype.name}
+    if array.size and np.issubdtype(array.dtype, np.number):
+        finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
+        if finite.size:
+            summary.update(
+                min=float(np.min(finite)), max=float(np.max(finite)), mean=round(float(np.mean(finite)), 6)
+            )
+        if array.size <= 16:
+            summary["data"] = _json_safe(array.tolist())
+    return summary

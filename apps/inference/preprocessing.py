@@ -1,0 +1,236 @@
+"""Turning request inputs into model tensors. No ORM imports.
+
+Images: decoded with Pillow (JPEG, PNG, WebP, BMP, GIF first frame), EXIF
+orientation applied, then the version's preprocessing config (see
+apps/registry/preprocessing.py): colour mode, resize, crop, (x * scale - mean) / std,
+channel order, layout and dtype. Tensors: named inputs as nested lists, flat
+lists with a shape, or base64 little-endian bytes with dtype and shape.
+"""
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from apps.core.exceptions import PayloadTooLarge, UnprocessableInput
+
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"}  # MPO: multi-picture JPEG from phones
+_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+_DTYPES = {
+    "float32": np.float32,
+    "float": np.float32,
+    "float16": np.float16,
+    "float64": np.float64,
+    "double": np.float64,
+    "int64": np.int64,
+    "int32": np.int32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+}
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image
+    format: str
+    width: int
+    height: int
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
+    """Decode image bytes, refusing pixel bombs from the header, before any pixel is decoded."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise UnprocessableInput("The input is not an image Pillow can read.", code="invalid_image") from exc
+    except (OSError, ValueError) as exc:
+        raise UnprocessableInput(f"The image cannot be read: {exc}", code="invalid_image") from exc
+    if image.format not in ALLOWED_FORMATS:
+        raise UnprocessableInput(
+            f"Image format {image.format} is not supported; send JPEG, PNG, WebP, BMP or GIF.",
+            code="unsupported_image_format",
+        )
+    width, height, fmt = *image.size, image.format
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}.",
+            code="image_too_large",
+            details={"width": width, "height": height, "max_pixels": max_pixels},
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.seek(0)  # GIF and other animations: the first frame
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(str(exc), code="image_too_large") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
+        raise UnprocessableInput(f"The image is corrupt or truncated: {exc}", code="invalid_image") from exc
+    return DecodedImage(image=image, format=fmt or "", width=width, height=height)
+
+
+def image_to_array(image: Image.Image, config: dict[str, Any]) -> np.ndarray:
+    """One preprocessed image as an array in the configured layout, without a batch axis."""
+    mode = config.get("color_mode", "RGB")
+    if image.mode != mode:
+        if mode == "RGB" and image.mode in ("RGBA", "LA", "P"):
+            image = image.convert("RGBA")
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image)  # transparent pixels on white
+        image = image.convert(mode)
+    resample = _RESAMPLING[config.get("interpolation", "bilinear")]
+    resize = config.get("resize")
+    if resize:
+        width, height = image.size
+        if config.get("resize_mode", "shorter_side") == "exact":
+            size = (resize, resize)
+        elif width <= height:  # the shorter side becomes `resize` (rounding as torchvision)
+            size = (resize, int(resize * height / width))
+        else:
+            size = (int(resize * width / height), resize)
+        if size != image.size:
+            image = image.resize(size, resample)
+    crop = config.get("crop")
+    if crop:
+        width, height = image.size
+        if crop > width or crop > height:
+            image = ImageOps.pad(image, (max(crop, width), max(crop, height)), method=resample)
+            width, height = image.size
+        left, top = (width - crop) // 2, (height - crop) // 2
+        image = image.crop((left, top, left + crop, top + crop))
+
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    dtype = _DTYPES[config.get("dtype", "float32")]
+    if np.issubdtype(dtype, np.floating):
+        mean = np.asarray(config.get("mean", [0.0]), dtype=np.float32)
+        std = np.asarray(config.get("std", [1.0]), dtype=np.float32)
+        array = (array.astype(np.float32) * np.float32(config.get("scale", 1.0)) - mean) / std
+    if config.get("channel_order", "RGB") == "BGR" and array.shape[2] == 3:
+        array = array[:, :, ::-1]
+    if config.get("layout", "NCHW") == "NCHW":
+        array = array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+# --- Tensors ----------------------------------------------------------------------------------
+
+
+def _expected_dtype(dtype_name: str) -> Any:
+    return _DTYPES.get(dtype_name)
+
+
+def parse_tensor(name: str, value: Any, expected_dtype: str) -> np.ndarray:
+    """A tensor from JSON: a nested list, {"data": [...], "shape": [...]}, or
+    {"b64": "...", "dtype": "float32", "shape": [...]} (little-endian bytes)."""
+    dtype = _expected_dtype(expected_dtype)
+    if dtype is None:
+        raise UnprocessableInput(
+            f"Input '{name}' has type {expected_dtype}, which the API does not accept.", code="invalid_tensor"
+        )
+    try:
+        if isinstance(value, dict) and "b64" in value:
+            given = value.get("dtype", expected_dtype)
+            given_dtype = _expected_dtype(given)
+            if given_dtype is None:
+                raise UnprocessableInput(f"Input '{name}': unknown dtype {given!r}.", code="invalid_tensor")
+            raw = base64.b64decode(value["b64"], validate=True)
+            array = np.frombuffer(raw, dtype=np.dtype(given_dtype).newbyteorder("<"))
+            array = array.reshape(value["shape"])
+        elif isinstance(value, dict) and "data" in value:
+            array = np.asarray(value["data"])
+            if "shape" in value:
+                array = array.reshape(value["shape"])
+        else:
+            array = np.asarray(value)
+    except (binascii.Error, TypeError, KeyError) as exc:
+        raise UnprocessableInput(
+            f"Input '{name}' is not a valid tensor: {exc}", code="invalid_tensor"
+        ) from exc
+    except ValueError as exc:  # ragged lists, wrong byte counts for the shape
+        raise UnprocessableInput(
+            f"Input '{name}' is not a valid tensor: {exc}", code="invalid_tensor"
+        ) from exc
+    if array.dtype == object or array.dtype.kind in "USO":
+        raise UnprocessableInput(f"Input '{name}' must hold numbers.", code="invalid_tensor")
+    if not _castable(array, dtype):
+        raise UnprocessableInput(
+            f"Input '{name}' expects {np.dtype(dtype).name}, got {array.dtype.name} values.",
+            code="invalid_tensor",
+            details={"input": name, "expected_dtype": np.dtype(dtype).name, "got_dtype": array.dtype.name},
+        )
+    return array.astype(dtype, copy=False)
+
+
+def _castable(array: np.ndarray, dtype: Any) -> bool:
+    """Ints into floats are fine; floats into ints only when they hold whole numbers."""
+    if np.issubdtype(dtype, np.floating) or array.dtype == dtype:
+        return array.dtype.kind in "biuf"
+    if np.issubdtype(dtype, np.integer):
+        if array.dtype.kind in "biu":
+            return True
+        return array.dtype.kind == "f" and bool(
+            np.all(np.isfinite(array)) and np.all(array == np.round(array))
+        )
+    if dtype is np.bool_:
+        return array.dtype.kind == "b"
+    return False
+
+
+def check_shape(name: str, array: np.ndarray, expected: list[int]) -> None:
+    """Rank and every static dim must match; -1 accepts any size."""
+    got = list(array.shape)
+    ok = len(got) == len(expected) and all(e < 0 or e == g for e, g in zip(expected, got, strict=True))
+    if not ok:
+        raise UnprocessableInput(
+            f"Input '{name}' expects shape {expected} (-1: any), got {got}.",
+            code="invalid_tensor",
+            details={"input": name, "expected_shape": expected, "got_shape": got},
+        )
+
+
+def check_finite(name: str, array: np.ndarray, policy: str) -> None:
+    """The version's policy for NaN and ±Inf: 'reject' (default) or 'allow'."""
+    if policy == "allow" or not np.issubdtype(array.dtype, np.floating):
+        return
+    if not np.all(np.isfinite(array)):
+        raise UnprocessableInput(
+            f"Input '{name}' contains NaN or Inf, which this model version does not accept.",
+            code="non_finite_input",
+            details={"input": name},
+        )
+
+
+def parse_tensor_inputs(
+    inputs: Any, signature_inputs: list[dict[str, Any]], *, non_finite: str = "reject"
+) -> dict[str, np.ndarray]:
+    if not isinstance(inputs, dict) or not inputs:
+        raise UnprocessableInput("'inputs' must be an object of named tensors.", code="invalid_tensor")
+    expected = {spec["name"]: spec for spec in signature_inputs}
+    unknown = sorted(set(inputs) - set(expected))
+    missing = sorted(set(expected) - set(inputs))
+    if unknown or missing:
+        raise UnprocessableInput(
+            f"Expected inputs {sorted(expected)}; unknown: {unknown}, missing: {missing}.",
+            code="invalid_tensor",
+            details={"expected": sorted(expected), "unknown": unknown, "missing": missing},
+        )
+    feeds = {}
+    for name, spec in expected.items():
+        array = parse_tensor(name, inputs[name], spec["dtype"])
+        check_shape(name, array, spec["shape"])
+        check_finite(name, array, non_finite)
+        feeds[name] = array
+    return feeds

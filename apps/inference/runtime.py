@@ -1,0 +1,189 @@
+"""ONNX Runtime sessions, cached per process. No ORM imports: web processes and workers share it.
+
+`SessionCache` is an LRU of `InferenceSession`s keyed by (version id, sha256),
+bounded by count and by bytes of model files, thread-safe, and single-flight:
+when many first requests for one model arrive together, one thread loads it and
+the others wait for that load instead of loading it again.
+"""
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+logger = logging.getLogger(__name__)
+
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    optimization_level: str = "all"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    allow_spinning: bool = False
+    warmup: bool = True
+
+    def session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.graph_optimization_level = _OPTIMIZATION_LEVELS[self.optimization_level]
+        # Spinning threads burn CPU between calls; a server shares its CPU with decoding.
+        spin = "1" if self.allow_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        return options
+
+    def available_providers(self) -> list[str]:
+        """The configured providers this build has, always ending with the CPU fallback."""
+        available = set(ort.get_available_providers())
+        chosen = [p for p in self.providers if p in available and p != "CPUExecutionProvider"]
+        return [*chosen, "CPUExecutionProvider"]
+
+
+@dataclass
+class LoadedModel:
+    key: tuple[int, str]
+    session: ort.InferenceSession
+    size_bytes: int
+    load_seconds: float
+    input_names: list[str] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, feeds)
+        return dict(zip(self.output_names, outputs, strict=True))
+
+
+def _warm_up(session: ort.InferenceSession) -> None:
+    """One run on zeros of the declared shapes (dynamic dims as 1), so the first
+    real request does not pay for lazy initialisation."""
+    feeds = {}
+    for arg in session.get_inputs():
+        dims = arg.shape if isinstance(arg.shape, list) else []
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
+        dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}.get(
+            arg.type
+        )
+        if dtype is None:
+            return  # an unusual input type: skip the warm-up rather than guess
+        feeds[arg.name] = np.zeros(shape, dtype=dtype)
+    try:
+        session.run(None, feeds)
+    except Exception:  # a model with dynamic spatial dims may refuse 1x1; the first request warms it
+        logger.debug("Warm-up run failed; continuing without it", exc_info=True)
+
+
+def load_model(key: tuple[int, str], path: Path, config: RuntimeConfig) -> LoadedModel:
+    started = time.perf_counter()
+    session = ort.InferenceSession(
+        str(path), sess_options=config.session_options(), providers=config.available_providers()
+    )
+    if config.warmup:
+        _warm_up(session)
+    return LoadedModel(
+        key=key,
+        session=session,
+        size_bytes=path.stat().st_size,
+        load_seconds=time.perf_counter() - started,
+        input_names=[i.name for i in session.get_inputs()],
+        output_names=[o.name for o in session.get_outputs()],
+    )
+
+
+class SessionCache:
+    """LRU of loaded models, bounded by `max_models` and `max_bytes` (file sizes)."""
+
+    def __init__(self, *, max_models: int, max_bytes: int, config: RuntimeConfig) -> None:
+        self.max_models = max_models
+        self.max_bytes = max_bytes
+        self.config = config
+        self._models: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
+        self._loading: dict[tuple[int, str], threading.Event] = {}
+        self._lock = threading.Lock()
+        self.loads = 0  # how many times a model was loaded (for tests and metrics)
+
+    def get(self, key: tuple[int, str], path: Callable[[], Path] | Path) -> LoadedModel:
+        """The loaded model for `key`, loading it from `path` once if needed."""
+        while True:
+            with self._lock:
+                model = self._models.get(key)
+                if model is not None:
+                    self._models.move_to_end(key)
+                    return model
+                event = self._loading.get(key)
+                if event is None:
+                    event = self._loading[key] = threading.Event()
+                    break  # this thread loads it
+            event.wait()  # another thread is loading it; then look again
+        try:
+            model = load_model(key, path() if callable(path) else path, self.config)
+            with self._lock:
+                self.loads += 1
+                self._models[key] = model
+                self._evict()
+            logger.info("Loaded model %s in %.0f ms", key, model.load_seconds * 1000)
+            return model
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+            event.set()
+
+    def _evict(self) -> None:
+        while len(self._models) > 1 and (
+            len(self._models) > self.max_models or self.total_bytes() > self.max_bytes
+        ):
+            evicted, _ = self._models.popitem(last=False)
+            logger.info("Evicted model %s from the session cache", evicted)
+
+    def total_bytes(self) -> int:
+        return sum(m.size_bytes for m in self._models.values())
+
+    def keys(self) -> list[tuple[int, str]]:
+        with self._lock:
+            return list(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+_cache: SessionCache | None = None
+_cache_lock = threading.Lock()
+
+
+def session_cache(factory: Callable[[], SessionCache]) -> SessionCache:
+    """The process-wide cache, created on first use by `factory`."""
+    global _cache
+    if _cache is None:
+        with _cache_lock:
+            if _cache is None:
+                _cache = factory()
+    return _cache
+
+
+def reset_session_cache() -> None:
+    global _cache
+    with _cache_lock:
+        _cache = None
+
+
+def describe_inputs(model: LoadedModel) -> list[dict[str, Any]]:
+    return [
+        {"name": a.name, "type": a.type, "shape": a.shape if isinstance(a.shape, list) else []}
+        for a in model.session.get_inputs()
+    ]

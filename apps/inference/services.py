@@ -1,0 +1,345 @@
+"""Synchronous predictions: resolve the version, spend quota, run the model, record every input."""
+
+import base64
+import binascii
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from apps.accounts.models import ApiKey, User
+from apps.accounts.services import QuotaExceeded, quota_consume, quota_refund
+from apps.core.exceptions import (
+    ApplicationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UnprocessableInput,
+)
+from apps.inference import postprocessing, preprocessing, runtime
+from apps.inference.models import Prediction
+from apps.registry import selectors as registry_selectors
+from apps.registry.models import MLModel, ModelAlias, ModelVersion
+from apps.registry.storage import local_path
+
+logger = logging.getLogger(__name__)
+
+LARGE_INPUT_HINT = "Send large inputs as a batch job (POST /api/v1/jobs/)."
+
+
+# --- Sessions ------------------------------------------------------------------------------------
+
+
+def _new_cache() -> runtime.SessionCache:
+    return runtime.SessionCache(
+        max_models=settings.SESSION_CACHE_MAX_MODELS,
+        max_bytes=settings.SESSION_CACHE_MAX_BYTES,
+        config=runtime.RuntimeConfig(
+            intra_op_threads=settings.ORT_INTRA_OP_THREADS,
+            optimization_level=settings.ORT_GRAPH_OPTIMIZATION,
+            providers=tuple(settings.ORT_PROVIDERS),
+        ),
+    )
+
+
+def sessions() -> runtime.SessionCache:
+    return runtime.session_cache(_new_cache)
+
+
+def loaded_model(version: ModelVersion) -> runtime.LoadedModel:
+    return sessions().get((version.pk, version.sha256), lambda: local_path(version.artifact.name))
+
+
+def preload_sessions() -> list[str]:
+    """Load the versions under PRELOAD_ALIASES (at process start), so first requests are fast."""
+    loaded = []
+    aliases = ModelAlias.objects.filter(
+        name__in=settings.PRELOAD_ALIASES, version__status=ModelVersion.Status.READY
+    ).select_related("version", "model")
+    for alias in aliases:
+        try:
+            loaded_model(alias.version)
+            loaded.append(f"{alias.model.name}@{alias.name}")
+        except Exception:  # one broken model must not stop the process from serving the others
+            logger.exception("Could not preload %s@%s", alias.model.name, alias.name)
+    return loaded
+
+
+# --- Requests ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageInput:
+    data: bytes
+    content_type: str = ""
+    filename: str = ""
+
+
+@dataclass
+class PredictionRequest:
+    images: list[ImageInput] = field(default_factory=list)
+    inputs: dict[str, Any] | None = None
+    top_k: int = 5
+
+    @property
+    def count(self) -> int:
+        return len(self.images) if self.images else 1
+
+
+@dataclass
+class Caller:
+    user: User
+    api_key: ApiKey | None
+    request_id: str
+    client_address: str
+
+
+def decode_base64_image(value: Any, index: int) -> ImageInput:
+    if not isinstance(value, str):
+        raise InvalidInput(f"Image {index} must be a base64 string.", code="invalid_image")
+    content_type = ""
+    if value.startswith("data:"):  # a data URL: data:image/jpeg;base64,...
+        header, _, value = value.partition(",")
+        content_type = header[5:].split(";")[0]
+    try:
+        return ImageInput(data=base64.b64decode(value, validate=True), content_type=content_type)
+    except (binascii.Error, ValueError) as exc:
+        raise UnprocessableInput(f"Image {index} is not valid base64.", code="invalid_image") from exc
+
+
+def resolve_version(*, model: MLModel, version: int | None, alias: str | None) -> tuple[ModelVersion, str]:
+    """The version to serve: `version` N, or the version under `alias` (default production)."""
+    if version is not None and alias:
+        raise InvalidInput("Give either version or alias, not both.", code="invalid_input")
+    if version is not None:
+        return registry_selectors.version_get(model=model, number=version), ""
+    alias = alias or "production"
+    found = ModelAlias.objects.select_related("version__model").filter(model=model, name=alias).first()
+    if found is None:
+        raise NotFound(f"Model '{model.name}' has no alias '{alias}'.", code="alias_not_found")
+    return found.version, alias
+
+
+def predict(
+    *, caller: Caller, model: MLModel, version: ModelVersion, alias: str, request: PredictionRequest
+) -> dict:
+    """Run one synchronous prediction request and record one audit row per input.
+
+    Failures after the version is known are recorded as failed predictions and
+    their quota is given back; the error then propagates to the API.
+    """
+    started = time.perf_counter()
+    recorder = _Recorder(caller=caller, version=version, alias=alias, request=request)
+    try:
+        if version.status != ModelVersion.Status.READY:
+            raise Conflict(
+                f"Version {version.number} is {version.status}; only a ready version serves predictions.",
+                code="version_not_ready",
+                details={"version": version.number, "status": version.status},
+            )
+        if request.images and len(request.images) > settings.SYNC_MAX_IMAGES:
+            raise PayloadTooLarge(
+                f"At most {settings.SYNC_MAX_IMAGES} images per request. {LARGE_INPUT_HINT}",
+                details={"max_images": settings.SYNC_MAX_IMAGES},
+            )
+        quota_consume(user=caller.user, amount=request.count)
+    except ApplicationError as exc:
+        recorder.fail(exc, started)
+        raise
+    try:
+        response = _run(model=model, version=version, request=request, recorder=recorder)
+    except Exception as exc:
+        quota_refund(user=caller.user, amount=request.count)
+        recorder.fail(exc, started)
+        raise
+    recorder.succeed(started)
+    response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000, 3)
+    return {"model": model.name, "version": version.number, "alias": alias or None, **response}
+
+
+def record_refusal(*, caller: Caller, version: ModelVersion, alias: str, error: ApplicationError) -> None:
+    """Record a request refused before its inputs were read (for example a body over the limit)."""
+    _Recorder(caller=caller, version=version, alias=alias, request=PredictionRequest()).fail(
+        error, time.perf_counter()
+    )
+
+
+def _run(*, model: MLModel, version: ModelVersion, request: PredictionRequest, recorder: "_Recorder") -> dict:
+    t0 = time.perf_counter()
+    if request.images:
+        feeds = _image_feeds(version, request.images, recorder)
+    else:
+        if request.inputs is None:
+            raise InvalidInput("Send an image, images, or named tensor inputs.", code="no_input")
+        recorder.describe_tensors(request.inputs)
+        feeds = preprocessing.parse_tensor_inputs(
+            request.inputs,
+            version.signature.get("inputs", []),
+            non_finite=version.preprocessing.get("non_finite", "reject"),
+        )
+        recorder.tensor_digest(feeds)
+    t1 = time.perf_counter()
+    loaded = loaded_model(version)
+    outputs = _infer(
+        loaded, feeds, batched=bool(request.images), dynamic=version.signature.get("dynamic_batch")
+    )
+    t2 = time.perf_counter()
+    if request.images and model.task == MLModel.Task.IMAGE_CLASSIFICATION:
+        first = outputs[loaded.output_names[0]]
+        rows = postprocessing.top_k(
+            first, version.labels, request.top_k, apply_softmax=version.preprocessing.get("softmax", False)
+        )
+        predictions = [{"top_k": row} for row in rows]
+        recorder.outputs = [{"top_k": row} for row in rows]
+    else:
+        predictions = [
+            {"outputs": {name: postprocessing.tensor_to_json(arr) for name, arr in outputs.items()}}
+        ]
+        recorder.outputs = [{"outputs": {n: postprocessing.tensor_summary(a) for n, a in outputs.items()}}]
+    t3 = time.perf_counter()
+    return {
+        "predictions": predictions,
+        "timings_ms": {
+            "preprocess": round((t1 - t0) * 1000, 3),
+            "inference": round((t2 - t1) * 1000, 3),
+            "postprocess": round((t3 - t2) * 1000, 3),
+        },
+    }
+
+
+def _image_feeds(
+    version: ModelVersion, images: list[ImageInput], recorder: "_Recorder"
+) -> dict[str, np.ndarray]:
+    inputs = version.signature.get("inputs", [])
+    if len(inputs) != 1:
+        raise UnprocessableInput(
+            f"This model takes {len(inputs)} inputs; send them as named tensors, not images.",
+            code="invalid_input",
+        )
+    arrays = []
+    for index, image in enumerate(images):
+        recorder.describe_image(index, image)
+        if len(image.data) > settings.SYNC_MAX_IMAGE_BYTES:
+            raise PayloadTooLarge(
+                f"Image {index} is {len(image.data)} bytes; the synchronous limit is "
+                f"{settings.SYNC_MAX_IMAGE_BYTES}. {LARGE_INPUT_HINT}",
+                details={"index": index, "limit_bytes": settings.SYNC_MAX_IMAGE_BYTES},
+            )
+        try:
+            decoded = preprocessing.decode_image(image.data, max_pixels=settings.MAX_IMAGE_PIXELS)
+        except ApplicationError as exc:
+            exc.details = {**exc.details, "index": index}
+            raise
+        recorder.describe_decoded(index, decoded)
+        arrays.append(preprocessing.image_to_array(decoded.image, version.preprocessing))
+    batch = np.stack(arrays)
+    spec = inputs[0]
+    try:
+        preprocessing.check_shape(spec["name"], batch, spec["shape"])
+    except UnprocessableInput as exc:
+        exc.message = f"{exc.message} The version's preprocessing does not fit its model input."
+        exc.code = "preprocessing_mismatch"
+        raise
+    return {spec["name"]: batch}
+
+
+def _infer(
+    loaded: runtime.LoadedModel, feeds: dict[str, np.ndarray], *, batched: bool, dynamic: bool
+) -> dict:
+    try:
+        if batched and not dynamic and next(iter(feeds.values())).shape[0] > 1:
+            # A model with a fixed batch of 1: one call per image, outputs stacked.
+            name, batch = next(iter(feeds.items()))
+            runs = [loaded.run({name: batch[i : i + 1]}) for i in range(batch.shape[0])]
+            return {key: np.concatenate([r[key] for r in runs]) for key in runs[0]}
+        return loaded.run(feeds)
+    except Exception as exc:  # ONNX Runtime raises its own InvalidArgument / Fail types
+        if "INVALID_ARGUMENT" in str(exc) or "Invalid" in type(exc).__name__:
+            raise UnprocessableInput(f"The model refused the input: {exc}", code="inference_failed") from exc
+        raise
+
+
+# --- Audit ---------------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Collects what the audit rows need while a request runs, and writes them in one INSERT."""
+
+    def __init__(
+        self, *, caller: Caller, version: ModelVersion, alias: str, request: PredictionRequest
+    ) -> None:
+        self.caller, self.version, self.alias = caller, version, alias
+        count = request.count
+        self.digests = [""] * count
+        self.metas: list[dict[str, Any]] = [{} for _ in range(count)]
+        self.outputs: list[dict[str, Any]] = [{} for _ in range(count)]
+        for index, image in enumerate(request.images):
+            self.describe_image(index, image)
+
+    def describe_image(self, index: int, image: ImageInput) -> None:
+        if not self.digests[index]:
+            self.digests[index] = hashlib.sha256(image.data).hexdigest()
+            self.metas[index] = {"kind": "image", "content_type": image.content_type, "size": len(image.data)}
+            if image.filename:
+                self.metas[index]["filename"] = image.filename[:200]
+
+    def describe_decoded(self, index: int, decoded: preprocessing.DecodedImage) -> None:
+        self.metas[index].update(format=decoded.format, width=decoded.width, height=decoded.height)
+
+    def describe_tensors(self, inputs: Any) -> None:
+        self.metas[0] = {"kind": "tensors", "names": sorted(inputs) if isinstance(inputs, dict) else []}
+
+    def tensor_digest(self, feeds: dict[str, np.ndarray]) -> None:
+        digest = hashlib.sha256()
+        for name in sorted(feeds):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(feeds[name]).tobytes())
+        self.digests[0] = digest.hexdigest()
+        self.metas[0]["tensors"] = {
+            n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in feeds.items()
+        }
+
+    def succeed(self, started: float) -> None:
+        self._write(Prediction.Status.SUCCEEDED, started)
+
+    def fail(self, exc: Exception, started: float) -> None:
+        code = exc.code if isinstance(exc, ApplicationError) else "internal_error"
+        message = exc.message if isinstance(exc, ApplicationError) else "An internal error occurred."
+        if isinstance(exc, QuotaExceeded):
+            message = "Monthly prediction quota spent."
+        try:
+            self._write(Prediction.Status.FAILED, started, error_code=code, error_message=message[:1000])
+        except Exception:  # recording must never mask the original error
+            logger.exception("Could not record failed prediction")
+
+    def _write(self, status: str, started: float, *, error_code: str = "", error_message: str = "") -> None:
+        latency = round((time.perf_counter() - started) * 1000, 3)
+        rows = [
+            Prediction(
+                user=self.caller.user,
+                api_key=self.caller.api_key,
+                model_version=self.version,
+                model_name=self.version.model.name,
+                version_number=self.version.number,
+                alias=self.alias,
+                source=Prediction.Source.SYNC,
+                input_sha256=digest,
+                input_meta=meta,
+                output=output if status == Prediction.Status.SUCCEEDED else {},
+                status=status,
+                error_code=error_code,
+                error_message=error_message,
+                latency_ms=latency,
+                request_id=self.caller.request_id,
+                client_address=self.caller.client_address,
+            )
+            for digest, meta, output in zip(self.digests, self.metas, self.outputs, strict=True)
+        ]
+        with transaction.atomic():
+            Prediction.objects.bulk_create(rows)

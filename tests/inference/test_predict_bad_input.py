@@ -1,0 +1,184 @@
+"""Every kind of bad prediction input: a clear 4xx, never a 500, recorded once a version is known."""
+
+import struct
+import zlib
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from apps.accounts.models import QuotaUsage
+from apps.inference.models import Prediction
+from apps.registry.models import ModelVersion
+from tests.inference.conftest import encode, photo
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/models/tiny/predict"
+
+
+def small_png() -> bytes:
+    return encode(Image.new("RGB", (16, 16), "white"), "PNG")
+
+
+def post_image(client, data: bytes, query: str = ""):
+    return client.post(f"{URL}{query}", {"image": [SimpleUploadedFile("x", data)]}, format="multipart")
+
+
+def assert_failed_and_recorded(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code
+    row = Prediction.objects.get()
+    assert (row.status, row.error_code) == ("failed", code)
+    assert row.request_id == response["X-Request-ID"]
+    return error
+
+
+def forged_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (a decompression bomb's header)."""
+    data = bytearray(small_png())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+def test_a_file_that_is_not_an_image_is_422(api, tiny_version):
+    assert_failed_and_recorded(post_image(api, b"%PDF-1.4 not an image"), 422, "invalid_image")
+
+
+def test_a_truncated_jpeg_is_422(api, tiny_version):
+    error = assert_failed_and_recorded(post_image(api, photo("coffee")[:5000]), 422, "invalid_image")
+    assert error["details"]["index"] == 0
+
+
+def test_a_decompression_bomb_is_413_before_decoding(api, tiny_version):
+    error = assert_failed_and_recorded(post_image(api, forged_png(100_000, 100_000)), 413, "image_too_large")
+    assert error["details"]["width"] == 100_000
+
+
+def test_the_pixel_limit_is_a_setting(api, tiny_version, settings):
+    settings.MAX_IMAGE_PIXELS = 100
+    assert_failed_and_recorded(post_image(api, small_png()), 413, "image_too_large")
+
+
+def test_an_image_over_the_sync_limit_is_413_with_a_hint(api, tiny_version, settings):
+    settings.SYNC_MAX_IMAGE_BYTES = 50
+    error = assert_failed_and_recorded(post_image(api, small_png()), 413, "payload_too_large")
+    assert "/api/v1/jobs/" in error["message"]
+
+
+def test_a_body_over_the_limit_is_413(api, tiny_version, settings):
+    settings.SYNC_MAX_BODY_BYTES = 100
+    response = api.post(URL, {"image": "A" * 500}, format="json")
+    error = assert_failed_and_recorded(response, 413, "payload_too_large")
+    assert "batch job" in error["message"]
+
+
+def test_too_many_images_is_413(api, tiny_version, settings):
+    settings.SYNC_MAX_IMAGES = 1
+    files = [SimpleUploadedFile(f"{i}", small_png()) for i in range(2)]
+    response = api.post(URL, {"image": files}, format="multipart")
+    assert response.status_code == 413
+    assert Prediction.objects.count() == 2
+
+
+@pytest.mark.parametrize("k", ["0", "101", "many"])
+def test_k_out_of_range_is_400(api, tiny_version, k):
+    response = post_image(api, small_png(), query=f"?top_k={k}")
+    assert response.status_code == 400
+    assert "top_k" in response.json()["error"]["details"]
+
+
+def test_k_out_of_range_in_a_form_field_is_400(api, tiny_version):
+    response = api.post(
+        URL, {"image": [SimpleUploadedFile("x", small_png())], "top_k": "0"}, format="multipart"
+    )
+    assert response.status_code == 400
+
+
+def test_an_unknown_version_is_404_and_not_recorded(api, tiny_version):
+    response = post_image(api, small_png(), query="?version=9")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "version_not_found"
+    assert not Prediction.objects.exists()
+
+
+def test_an_unknown_alias_is_404(api, tiny_version):
+    response = post_image(api, small_png(), query="?alias=canary")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "alias_not_found"
+
+
+def test_version_and_alias_together_are_400(api, tiny_version):
+    assert post_image(api, small_png(), query="?version=1&alias=production").status_code == 400
+
+
+@pytest.mark.parametrize("status", ["pending", "validating", "failed", "archived"])
+def test_a_version_that_is_not_ready_is_409(api, tiny_version, status):
+    ModelVersion.objects.filter(pk=tiny_version.pk).update(status=status)
+    error = assert_failed_and_recorded(
+        post_image(api, small_png(), query="?version=1"), 409, "version_not_ready"
+    )
+    assert error["details"]["status"] == status
+
+
+def test_a_request_with_no_input_is_400(api, tiny_version):
+    assert api.post(URL, {}, format="json").status_code == 400
+    assert api.post(URL, {"image": "x", "inputs": {}}, format="json").status_code == 400
+    assert api.post(URL, {"images": []}, format="json").status_code == 400
+    assert api.post(URL, {"other": "x"}, format="multipart").status_code == 400
+
+
+def test_invalid_base64_is_422(api, tiny_version):
+    response = api.post(URL, {"image": "not base64!!"}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_image"
+
+
+def test_an_unsupported_media_type_is_415(api, tiny_version):
+    response = api.generic("POST", URL, b"raw", content_type="application/octet-stream")
+    assert response.status_code == 415
+
+
+def test_a_failed_prediction_spends_no_quota(api, user, tiny_version):
+    post_image(api, b"junk")
+    assert post_image(api, small_png()).status_code == 200
+    assert QuotaUsage.objects.get(user=user).used == 1
+
+
+def test_a_spent_quota_is_429_and_recorded(api, tiny_version, settings):
+    settings.MONTHLY_PREDICTION_QUOTA = 1
+    assert post_image(api, small_png()).status_code == 200
+    response = post_image(api, small_png())
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "quota_exceeded"
+    assert Prediction.objects.filter(status="failed", error_code="quota_exceeded").count() == 1
+
+
+def test_predictions_are_throttled_per_user(api, tiny_version, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "predict": "2/min"}
+    codes = [post_image(api, small_png()).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_a_key_without_the_predict_scope_is_403(key_client, tiny_version):
+    response = post_image(key_client(scopes=["models:read"]), small_png())
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "scope_missing"
+
+
+def test_a_key_limited_to_other_models_is_403(key_client, tiny_version):
+    assert post_image(key_client(model_names=["other"]), small_png()).status_code == 403
+
+
+def test_another_users_private_model_is_404(client_for, other_user, tiny_version):
+    assert post_image(client_for(other_user), small_png()).status_code == 404
+    assert not Prediction.objects.exists()
+
+
+def test_an_internal_model_serves_every_user(client_for, other_user, tiny_version):
+    tiny_version.model.visibility = "internal"
+    tiny_version.model.save()
+    assert post_image(client_for(other_user), small_png()).status_code == 200

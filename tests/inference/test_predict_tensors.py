@@ -1,0 +1,103 @@
+import base64
+
+import numpy as np
+import pytest
+
+from apps.inference.models import Prediction
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/models/doubler/predict"
+
+
+def predict(client, inputs):
+    return client.post(URL, {"inputs": inputs}, format="json")
+
+
+def test_nested_lists_in_named_outputs_out(api, tensor_version):
+    response = predict(api, {"x": [[1, 2, 3, 4]], "n": [41]})
+    assert response.status_code == 200, response.content
+    outputs = response.json()["predictions"][0]["outputs"]
+    assert outputs["y"] == {"shape": [1, 4], "dtype": "float32", "data": [[2.0, 4.0, 6.0, 8.0]]}
+    assert outputs["count"] == {"shape": [1], "dtype": "int64", "data": [42]}
+    row = Prediction.objects.get()
+    assert row.input_meta["tensors"] == {
+        "x": {"shape": [1, 4], "dtype": "float32"},
+        "n": {"shape": [1], "dtype": "int64"},
+    }
+    assert row.output["outputs"]["y"]["max"] == 8.0
+
+
+def test_flat_data_with_a_shape(api, tensor_version):
+    response = predict(api, {"x": {"data": [1, 2, 3, 4, 5, 6, 7, 8], "shape": [2, 4]}, "n": [1, 2]})
+    assert response.json()["predictions"][0]["outputs"]["y"]["shape"] == [2, 4]
+
+
+def test_base64_little_endian_bytes(api, tensor_version):
+    x = np.arange(8, dtype="<f4").reshape(2, 4)
+    n = np.array([5, 6], dtype="<i8")
+    inputs = {
+        "x": {"b64": base64.b64encode(x.tobytes()).decode(), "dtype": "float32", "shape": [2, 4]},
+        "n": {"b64": base64.b64encode(n.tobytes()).decode(), "dtype": "int64", "shape": [2]},
+    }
+    outputs = predict(api, inputs).json()["predictions"][0]["outputs"]
+    assert outputs["y"]["data"] == (x * 2).tolist()
+    assert outputs["count"]["data"] == [6, 7]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "fragment"),
+    [
+        pytest.param({"z": [[1, 2, 3, 4]], "n": [1]}, "unknown", id="wrong-name"),
+        pytest.param({"x": [[1, 2, 3, 4]]}, "missing", id="missing-name"),
+        pytest.param({"x": [[1, 2, 3]], "n": [1]}, "expects shape [-1, 4]", id="wrong-shape"),
+        pytest.param({"x": [1, 2, 3, 4], "n": [1]}, "got [4]", id="wrong-rank"),
+        pytest.param({"x": [[1, 2, 3, 4]], "n": [1.5]}, "expects int64", id="wrong-dtype"),
+        pytest.param({"x": [["a", "b", "c", "d"]], "n": [1]}, "numbers", id="strings"),
+        pytest.param({"x": [[1, 2], [3]], "n": [1]}, "not a valid tensor", id="ragged"),
+        pytest.param(
+            {"x": {"b64": "!!", "dtype": "float32", "shape": [1, 4]}, "n": [1]}, "valid", id="bad-b64"
+        ),
+        pytest.param({"x": {"data": [1, 2, 3], "shape": [1, 4]}, "n": [1]}, "valid tensor", id="bad-reshape"),
+    ],
+)
+def test_a_wrong_tensor_is_422_naming_what_was_expected(api, tensor_version, inputs, fragment):
+    response = predict(api, inputs)
+    assert response.status_code == 422, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_tensor"
+    assert fragment in error["message"]
+    assert Prediction.objects.get().error_code == "invalid_tensor"
+
+
+def test_shape_errors_carry_expected_and_got(api, tensor_version):
+    details = predict(api, {"x": [[1, 2, 3]], "n": [1]}).json()["error"]["details"]
+    assert (details["expected_shape"], details["got_shape"]) == ([-1, 4], [1, 3])
+
+
+def test_nan_and_inf_are_refused_by_default(api, tensor_version):
+    response = api.post(
+        URL, b'{"inputs": {"x": [[NaN, 1, 2, Infinity]], "n": [1]}}', content_type="application/json"
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "non_finite_input"
+
+
+def test_nan_passes_when_the_version_allows_it(api, tensor_version):
+    tensor_version.preprocessing = {"non_finite": "allow"}
+    tensor_version.save()
+    response = api.post(
+        URL, b'{"inputs": {"x": [[NaN, 1, 2, Infinity]], "n": [1]}}', content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["predictions"][0]["outputs"]["y"]["data"] == [[None, 2.0, 4.0, "Infinity"]]
+
+
+def test_inputs_must_be_an_object(api, tensor_version):
+    assert predict(api, [1, 2]).status_code == 400
+    assert predict(api, {}).status_code in (400, 422)
+
+
+def test_images_sent_to_a_two_input_model_are_422(api, tensor_version):
+    response = api.post(URL, {"image": base64.b64encode(b"x").decode()}, format="json")
+    assert response.status_code == 422

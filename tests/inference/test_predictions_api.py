@@ -1,0 +1,87 @@
+import datetime as dt
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from apps.inference.models import Prediction
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/predictions/"
+
+
+def make(user, n: int = 1, **fields):
+    defaults = {"model_name": "m", "version_number": 1, "status": "succeeded", "source": "sync"}
+    return [Prediction.objects.create(user=user, **{**defaults, **fields}) for _ in range(n)]
+
+
+def test_it_lists_only_the_callers_predictions(api, user, other_user):
+    make(user, 2)
+    make(other_user, 3)
+    body = api.get(URL).json()
+    assert len(body["results"]) == 2
+    assert {r["user"] for r in body["results"]} == {"alice"}
+
+
+def test_staff_see_everyones(client_for, staff_user, user, other_user):
+    make(user, 2)
+    make(other_user, 3)
+    assert len(client_for(staff_user).get(URL).json()["results"]) == 5
+
+
+def test_it_filters_by_model_version_status_and_time(api, user):
+    make(user, 1, model_name="a", version_number=1)
+    make(user, 1, model_name="a", version_number=2, status="failed")
+    make(user, 1, model_name="b")
+    old = make(user, 1, model_name="a")[0]
+    Prediction.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=10))
+    assert len(api.get(URL, {"model": "a"}).json()["results"]) == 3
+    assert len(api.get(URL, {"model": "a", "version": 2}).json()["results"]) == 1
+    assert len(api.get(URL, {"status": "failed"}).json()["results"]) == 1
+    since = (timezone.now() - dt.timedelta(days=1)).isoformat()
+    assert len(api.get(URL, {"model": "a", "since": since}).json()["results"]) == 2
+    assert len(api.get(URL, {"until": since}).json()["results"]) == 1
+
+
+def test_bad_filters_are_400(api):
+    for params in ({"since": "yesterday"}, {"version": "x"}, {"status": "maybe"}):
+        response = api.get(URL, params)
+        assert response.status_code == 400, params
+        assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_it_pages_with_a_cursor_newest_first(api, user):
+    rows = make(user, 5)
+    first = api.get(URL, {"limit": 2}).json()
+    assert [r["id"] for r in first["results"]] == [rows[4].pk, rows[3].pk]
+    second = api.get(first["next"]).json()
+    assert [r["id"] for r in second["results"]] == [rows[2].pk, rows[1].pk]
+
+
+def test_purge_deletes_old_rows_in_batches(user, capsys):
+    old = make(user, 5)
+    make(user, 2)
+    Prediction.objects.filter(pk__in=[p.pk for p in old]).update(
+        created_at=timezone.now() - dt.timedelta(days=40)
+    )
+    call_command("purge_predictions", "--older-than", "30", "--batch-size", "2")
+    assert Prediction.objects.count() == 2
+    assert "Deleted 5" in capsys.readouterr().out
+
+
+def test_purge_dry_run_deletes_nothing(user, capsys):
+    old = make(user, 3)
+    Prediction.objects.filter(pk__in=[p.pk for p in old]).update(
+        created_at=timezone.now() - dt.timedelta(days=40)
+    )
+    call_command("purge_predictions", "--older-than", "30", "--dry-run")
+    assert Prediction.objects.count() == 3
+    assert "Would delete 3" in capsys.readouterr().out
+
+
+def test_predictions_are_browsable_in_the_admin(client, staff_user, user):
+    make(user, 2)
+    client.force_login(staff_user)
+    assert client.get("/admin/inference/prediction/").status_code == 200
+    assert client.get("/admin/inference/prediction/?status__exact=succeeded").status_code == 200

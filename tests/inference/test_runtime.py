@@ -1,0 +1,71 @@
+"""The session cache, without Django: single-flight loading, LRU bounds, warm-up."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apps.inference.runtime import RuntimeConfig, SessionCache
+from tests import onnx_models
+
+
+def model_file(tmp_path: Path, seed: int) -> Path:
+    path = tmp_path / f"m{seed}.onnx"
+    path.write_bytes(onnx_models.tiny_classifier(seed=seed))
+    return path
+
+
+def test_many_first_requests_load_the_model_once(tmp_path):
+    cache = SessionCache(max_models=4, max_bytes=10**9, config=RuntimeConfig())
+    path = model_file(tmp_path, 1)
+    barrier = threading.Barrier(8)
+    results = []
+
+    def request() -> None:
+        barrier.wait()
+        results.append(cache.get((1, "a"), lambda: path))
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.loads == 1
+    assert len({id(r) for r in results}) == 1
+
+
+def test_it_evicts_the_least_recently_used_beyond_the_count(tmp_path):
+    cache = SessionCache(max_models=2, max_bytes=10**9, config=RuntimeConfig())
+    for seed in (1, 2):
+        cache.get((seed, "x"), model_file(tmp_path, seed))
+    cache.get((1, "x"), model_file(tmp_path, 1))  # 1 becomes most recent
+    cache.get((3, "x"), model_file(tmp_path, 3))
+    assert cache.keys() == [(1, "x"), (3, "x")]
+
+
+def test_it_evicts_beyond_the_byte_budget_but_keeps_one(tmp_path):
+    size = model_file(tmp_path, 1).stat().st_size
+    cache = SessionCache(max_models=10, max_bytes=size + 10, config=RuntimeConfig())
+    cache.get((1, "x"), model_file(tmp_path, 1))
+    cache.get((2, "x"), model_file(tmp_path, 2))
+    assert cache.keys() == [(2, "x")]
+    tiny = SessionCache(max_models=10, max_bytes=1, config=RuntimeConfig())
+    tiny.get((1, "x"), model_file(tmp_path, 1))
+    assert tiny.keys() == [(1, "x")]  # a model larger than the budget still serves
+
+
+def test_a_failed_load_is_not_cached_and_waiters_are_released(tmp_path):
+    cache = SessionCache(max_models=2, max_bytes=10**9, config=RuntimeConfig())
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    for _ in range(2):
+        with pytest.raises(Exception):  # noqa: B017 (ONNX Runtime raises its own error types)
+            cache.get((9, "x"), bad)
+    assert cache.keys() == []
+    assert cache.get((9, "x"), model_file(tmp_path, 1)).run({"input": np.zeros((1, 3, 8, 8), np.float32)})
+
+
+def test_unknown_providers_fall_back_to_the_cpu():
+    config = RuntimeConfig(providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    assert config.available_providers()[-1] == "CPUExecutionProvider"
