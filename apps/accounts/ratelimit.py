@@ -64,12 +64,7 @@ def hit(identity: str, rate: Rate, *, cost: int = 1, now: float | None = None) -
     window = int(now // rate.period)
     reset = (window + 1) * rate.period
     key = f"rl:{identity}:{rate.period}:{window}"
-    cache.add(key, 0, timeout=rate.period + 5)
-    try:
-        count = cache.incr(key, cost)
-    except ValueError:  # the key expired between add and incr
-        cache.add(key, 0, timeout=rate.period + 5)
-        count = cache.incr(key, cost)
+    count = _increment(key, cost, rate.period + 5)
     allowed = count <= rate.limit
     return Verdict(
         allowed=allowed,
@@ -78,6 +73,17 @@ def hit(identity: str, rate: Rate, *, cost: int = 1, now: float | None = None) -
         reset=reset,
         retry_after=0 if allowed else max(int(reset - now + 0.999), 1),
     )
+
+
+def _increment(key: str, amount: int, timeout: int) -> int:
+    if hasattr(cache, "incr_with_expiry"):  # our Redis cache: one round trip
+        return cache.incr_with_expiry(key, amount, timeout)
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key, amount)
+    except ValueError:  # the key expired between add and incr
+        cache.add(key, 0, timeout=timeout)
+        return cache.incr(key, amount)
 
 
 def peek(identity: str, rate: Rate, *, now: float | None = None) -> int:

@@ -196,26 +196,28 @@ def next_period(period: dt.date) -> dt.date:
     return (period.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def quota_consume(*, user: User, amount: int = 1) -> int:
-    """Spend `amount` predictions of this month's quota; returns the units used so far.
+def quota_consume(*, user: User, amount: int = 1) -> None:
+    """Spend `amount` predictions of this month's quota.
 
     The check and the spend are one conditional UPDATE, so two servers can never
-    both spend the last unit. Raises QuotaExceeded (429) when it would go over.
+    both spend the last unit; in the steady state it is the only query. Raises
+    QuotaExceeded (429) when the spend would go over.
     """
     period = current_period()
     limit = limits_for(user).monthly_prediction_quota
-    _ensure_usage_row(user, period)
     rows = QuotaUsage.objects.filter(user=user, period=period)
     if limit is not None:
         rows = rows.filter(used__lte=limit - amount)
-    if not rows.update(used=F("used") + amount):
-        used = QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
-        resets = next_period(period)
-        raise QuotaExceeded(
-            f"Monthly prediction quota of {limit} is spent ({used} used); it resets on {resets:%Y-%m-%d}.",
-            details={"limit": limit, "used": used, "requested": amount, "resets_at": f"{resets:%Y-%m-%d}"},
-        )
-    return QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
+    if rows.update(used=F("used") + amount):
+        return
+    if _ensure_usage_row(user, period) and rows.update(used=F("used") + amount):
+        return  # the first prediction of the month
+    used = QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
+    resets = next_period(period)
+    raise QuotaExceeded(
+        f"Monthly prediction quota of {limit} is spent ({used} used); it resets on {resets:%Y-%m-%d}.",
+        details={"limit": limit, "used": used, "requested": amount, "resets_at": f"{resets:%Y-%m-%d}"},
+    )
 
 
 def quota_refund(*, user: User, amount: int = 1) -> None:
@@ -225,14 +227,16 @@ def quota_refund(*, user: User, amount: int = 1) -> None:
     )
 
 
-def _ensure_usage_row(user: User, period: dt.date) -> None:
+def _ensure_usage_row(user: User, period: dt.date) -> bool:
+    """Create this month's usage row if it is missing; True if it was missing."""
     if QuotaUsage.objects.filter(user=user, period=period).exists():
-        return
+        return False
     try:
         with transaction.atomic():
             QuotaUsage.objects.create(user=user, period=period, used=0)
     except IntegrityError:
         pass  # a concurrent request created it first
+    return True
 
 
 def usage_for(user: User) -> dict:

@@ -16,7 +16,6 @@ from apps.core.exceptions import InvalidInput, PayloadTooLarge
 from apps.core.schema import error_responses
 from apps.inference import selectors, services
 from apps.inference.models import Prediction
-from apps.registry import selectors as registry_selectors
 
 
 class LenientJSONParser(JSONParser):
@@ -82,11 +81,12 @@ class PredictApi(APIView):
     def post(self, request: Request, name: str) -> Response:
         query = self.PredictQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        model = registry_selectors.model_get_visible(
-            user=request.user, name=name, api_key=request_api_key(request)
-        )
-        version, alias = services.resolve_version(
-            model=model, version=query.validated_data.get("version"), alias=query.validated_data.get("alias")
+        model, version, alias = services.resolve_target(
+            user=request.user,
+            api_key=request_api_key(request),
+            name=name,
+            version=query.validated_data.get("version"),
+            alias=query.validated_data.get("alias"),
         )
         caller = services.Caller(
             user=request.user,

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import QuotaExceeded, quota_consume, quota_refund
@@ -113,17 +112,32 @@ def decode_base64_image(value: Any, index: int) -> ImageInput:
         raise UnprocessableInput(f"Image {index} is not valid base64.", code="invalid_image") from exc
 
 
-def resolve_version(*, model: MLModel, version: int | None, alias: str | None) -> tuple[ModelVersion, str]:
-    """The version to serve: `version` N, or the version under `alias` (default production)."""
+def resolve_target(
+    *, user: User, api_key: ApiKey | None, name: str, version: int | None, alias: str | None
+) -> tuple[MLModel, ModelVersion, str]:
+    """The model and version a prediction is for: version N, or the version under
+    `alias` (default production). One query on the usual path; the error paths
+    tell an unknown model (404, whether or not it exists but is invisible) from
+    an unknown version or alias."""
     if version is not None and alias:
         raise InvalidInput("Give either version or alias, not both.", code="invalid_input")
+    if api_key is not None and not api_key.allows_model(name):
+        registry_selectors.model_get_visible(user=user, name=name, api_key=api_key)  # raises 403
     if version is not None:
-        return registry_selectors.version_get(model=model, number=version), ""
+        found = ModelVersion.objects.select_related("model").filter(model__name=name, number=version).first()
+        if found is not None and registry_selectors.model_is_visible(user=user, model=found.model):
+            return found.model, found, ""
+        model = registry_selectors.model_get_visible(user=user, name=name)
+        raise NotFound(f"Model '{model.name}' has no version {version}.", code="version_not_found")
     alias = alias or "production"
-    found = ModelAlias.objects.select_related("version__model").filter(model=model, name=alias).first()
-    if found is None:
-        raise NotFound(f"Model '{model.name}' has no alias '{alias}'.", code="alias_not_found")
-    return found.version, alias
+    pointer = (
+        ModelAlias.objects.select_related("model", "version").filter(model__name=name, name=alias).first()
+    )
+    if pointer is not None and registry_selectors.model_is_visible(user=user, model=pointer.model):
+        pointer.version.model = pointer.model
+        return pointer.model, pointer.version, alias
+    model = registry_selectors.model_get_visible(user=user, name=name)
+    raise NotFound(f"Model '{model.name}' has no alias '{alias}'.", code="alias_not_found")
 
 
 def predict(
@@ -341,5 +355,7 @@ class _Recorder:
             )
             for digest, meta, output in zip(self.digests, self.metas, self.outputs, strict=True)
         ]
-        with transaction.atomic():
+        if len(rows) == 1:
+            rows[0].save(force_insert=True)  # one INSERT, no transaction round trips
+        else:
             Prediction.objects.bulk_create(rows)

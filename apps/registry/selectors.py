@@ -32,6 +32,13 @@ def model_get_visible(*, user: User, name: str, api_key: ApiKey | None = None) -
     return model
 
 
+def model_is_visible(*, user: User, model: MLModel) -> bool:
+    """The rule of model_list_visible for one model already in hand (a query only for grants)."""
+    if user.is_staff or model.owner_id == user.pk or model.visibility == MLModel.Visibility.INTERNAL:
+        return True
+    return ModelGrant.objects.filter(model=model, user=user).exists()
+
+
 def model_role(*, user: User, model: MLModel) -> str | None:
     """'admin', 'owner', 'maintainer', 'consumer', or None (visible only if internal)."""
     if user.is_staff:

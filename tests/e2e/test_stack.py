@@ -161,8 +161,8 @@ def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
 
 def _ready(base_url: str) -> bool:
     try:
-        return requests.get(f"{base_url}/readyz", timeout=2).status_code == 200
-    except requests.ConnectionError:
+        return requests.get(f"{base_url}/readyz", timeout=5).status_code == 200
+    except requests.RequestException:  # not listening yet, or too busy starting up to answer
         return False
 
 
