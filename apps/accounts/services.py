@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
@@ -17,6 +17,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
 from apps.accounts.ratelimit import Rate, parse_rate
 from apps.core.exceptions import ApplicationError, InvalidInput
+from apps.core.localcache import LocalTTLCache
 
 KEY_PREFIX = "mlp_"
 # mlp_ + 8 lowercase letters/digits (the public lookup id) + _ + 43 URL-safe characters (the secret).
@@ -150,8 +151,16 @@ class EffectiveLimits:
     monthly_prediction_quota: int | None
 
 
+# Per-process layer over the shared cache: a request reads the limits twice (throttle, quota).
+_local_limits = LocalTTLCache(ttl=lambda: settings.LOCAL_CACHE_SECONDS)
+
+
 def limits_for(user: User) -> EffectiveLimits:
     """The user's rates and quota: admin overrides over settings defaults; cached briefly."""
+    return _local_limits.get_or_set(user.pk, lambda: _shared_limits_for(user))
+
+
+def _shared_limits_for(user: User) -> EffectiveLimits:
     cache_key = f"limits:{user.pk}"
     limits = cache.get(cache_key)
     if limits is None:
@@ -171,6 +180,7 @@ def limits_for(user: User) -> EffectiveLimits:
 
 
 def limits_invalidate(user_id: int) -> None:
+    _local_limits.clear(user_id)
     cache.delete(f"limits:{user_id}")
 
 
@@ -205,12 +215,9 @@ def quota_consume(*, user: User, amount: int = 1) -> None:
     """
     period = current_period()
     limit = limits_for(user).monthly_prediction_quota
-    rows = QuotaUsage.objects.filter(user=user, period=period)
-    if limit is not None:
-        rows = rows.filter(used__lte=limit - amount)
-    if rows.update(used=F("used") + amount):
+    if _spend(user.pk, period, amount, limit):
         return
-    if _ensure_usage_row(user, period) and rows.update(used=F("used") + amount):
+    if _ensure_usage_row(user, period) and _spend(user.pk, period, amount, limit):
         return  # the first prediction of the month
     used = QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
     resets = next_period(period)
@@ -218,6 +225,26 @@ def quota_consume(*, user: User, amount: int = 1) -> None:
         f"Monthly prediction quota of {limit} is spent ({used} used); it resets on {resets:%Y-%m-%d}.",
         details={"limit": limit, "used": used, "requested": amount, "resets_at": f"{resets:%Y-%m-%d}"},
     )
+
+
+def _spend(user_id: int, period: dt.date, amount: int, limit: int | None) -> bool:
+    """The conditional UPDATE, as plain SQL: it runs on every prediction, and the ORM's
+    compilation of it costs more than the database round trip."""
+    table = connection.ops.quote_name(QuotaUsage._meta.db_table)
+    sql = f"UPDATE {table} SET used = used + %s, updated_at = %s WHERE user_id = %s AND period = %s"  # noqa: S608
+    ops = connection.ops
+    params: list = [
+        amount,
+        ops.adapt_datetimefield_value(timezone.now()),
+        user_id,
+        ops.adapt_datefield_value(period),
+    ]
+    if limit is not None:
+        sql += " AND used <= %s"
+        params.append(limit - amount)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
 
 
 def quota_refund(*, user: User, amount: int = 1) -> None:

@@ -231,6 +231,10 @@ AUTH_FAILURE_RATE = env("AUTH_FAILURE_RATE", default="30/min")
 MONTHLY_PREDICTION_QUOTA = env.int("MONTHLY_PREDICTION_QUOTA", default=100_000)
 # Per-user limits are cached this long, so an admin's change applies within it.
 LIMITS_CACHE_SECONDS = 60
+# Hot read paths (a prediction's model and version, a user's limits) are also kept in
+# each process this long: a change made elsewhere (an alias moved by another web
+# process, say) reaches this process within this time. 0 turns the layer off.
+LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=2.0)
 
 # The shared cache holds rate-limit counters: Redis whenever there is one, so that
 # limits hold across processes and machines; in-process memory on the embedded default.

@@ -8,6 +8,12 @@ CELERY_TASK_EAGER_PROPAGATES = True
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 (whitenoise warns when it is missing)
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+# Tests run in one process and reuse model names across tests: no per-process caching
+# (tests that exercise it turn it on themselves).
+LOCAL_CACHE_SECONDS = 0
+# Tests run in one process and reuse model names across tests: no per-process caching
+# (tests that exercise it turn it on themselves).
+LOCAL_CACHE_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Keep validation quick in unit tests; the numbers are still real measurements.
 VALIDATION_LATENCY_RUNS = 20
