@@ -108,7 +108,16 @@ def _cache_key(prefix: str) -> str:
     return f"apikey:{prefix}"
 
 
+# A per-process layer over the shared cache: a revocation made in another process
+# reaches this one within LOCAL_CACHE_SECONDS (in this process, at once).
+_local_keys = LocalTTLCache(ttl=lambda: settings.LOCAL_CACHE_SECONDS)
+
+
 def _api_key_by_prefix(prefix: str) -> ApiKey | None:
+    return _local_keys.get_or_set(prefix, lambda: _shared_api_key_by_prefix(prefix))
+
+
+def _shared_api_key_by_prefix(prefix: str) -> ApiKey | None:
     api_key = cache.get(_cache_key(prefix))
     if api_key is None:
         api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
@@ -119,6 +128,8 @@ def _api_key_by_prefix(prefix: str) -> ApiKey | None:
 
 def api_key_forget(prefixes: list[str]) -> None:
     """Evict cached keys, so the next request reads the database (revocation, owner changes)."""
+    for prefix in prefixes:
+        _local_keys.clear(prefix)
     cache.delete_many([_cache_key(prefix) for prefix in prefixes])
 
 
@@ -227,12 +238,21 @@ def quota_consume(*, user: User, amount: int = 1) -> None:
     )
 
 
-def _spend(user_id: int, period: dt.date, amount: int, limit: int | None) -> bool:
-    """The conditional UPDATE, as plain SQL: it runs on every prediction, and the ORM's
-    compilation of it costs more than the database round trip."""
-    table = connection.ops.quote_name(QuotaUsage._meta.db_table)
-    sql = f"UPDATE {table} SET used = used + %s, updated_at = %s WHERE user_id = %s AND period = %s"  # noqa: S608
+def quota_spend_statement(*, user: User, amount: int) -> tuple[str, list]:
+    """The conditional UPDATE that spends quota, as SQL and parameters.
+
+    Plain SQL because it runs on every prediction and the ORM's compilation costs
+    more than the round trip; exposed so the prediction path can send it together
+    with its audit INSERT in one statement (see apps/inference/services.py).
+    It updates no row when the quota would be exceeded or the month's row is missing.
+    """
+    return _spend_statement(user.pk, current_period(), amount, limits_for(user).monthly_prediction_quota)
+
+
+def _spend_statement(user_id: int, period: dt.date, amount: int, limit: int | None) -> tuple[str, list]:
     ops = connection.ops
+    table = ops.quote_name(QuotaUsage._meta.db_table)
+    sql = f"UPDATE {table} SET used = used + %s, updated_at = %s WHERE user_id = %s AND period = %s"  # noqa: S608
     params: list = [
         amount,
         ops.adapt_datetimefield_value(timezone.now()),
@@ -242,6 +262,11 @@ def _spend(user_id: int, period: dt.date, amount: int, limit: int | None) -> boo
     if limit is not None:
         sql += " AND used <= %s"
         params.append(limit - amount)
+    return sql, params
+
+
+def _spend(user_id: int, period: dt.date, amount: int, limit: int | None) -> bool:
+    sql, params = _spend_statement(user_id, period, amount, limit)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import ApiKey, User
-from apps.accounts.services import QuotaExceeded, quota_consume, quota_refund
+from apps.accounts.services import QuotaExceeded, quota_consume, quota_spend_statement
 from apps.core.exceptions import (
     ApplicationError,
     Conflict,
@@ -159,8 +159,10 @@ def predict(
 ) -> dict:
     """Run one synchronous prediction request and record one audit row per input.
 
-    Failures after the version is known are recorded as failed predictions and
-    their quota is given back; the error then propagates to the API.
+    The quota is spent together with the audit rows once the result is known, in
+    one statement (one database round trip per prediction on PostgreSQL); a user
+    over quota gets 429 and no result. Failures after the version is known are
+    recorded as failed predictions, spend nothing, and propagate to the API.
     """
     started = time.perf_counter()
     recorder = _Recorder(caller=caller, version=version, alias=alias, request=request)
@@ -176,17 +178,11 @@ def predict(
                 f"At most {settings.SYNC_MAX_IMAGES} images per request. {LARGE_INPUT_HINT}",
                 details={"max_images": settings.SYNC_MAX_IMAGES},
             )
-        quota_consume(user=caller.user, amount=request.count)
-    except ApplicationError as exc:
-        recorder.fail(exc, started)
-        raise
-    try:
         response = _run(model=model, version=version, request=request, recorder=recorder)
+        recorder.succeed(started)
     except Exception as exc:
-        quota_refund(user=caller.user, amount=request.count)
         recorder.fail(exc, started)
         raise
-    recorder.succeed(started)
     response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000, 3)
     return {"model": model.name, "version": version.number, "alias": alias or None, **response}
 
@@ -334,7 +330,15 @@ class _Recorder:
         }
 
     def succeed(self, started: float) -> None:
-        self._write(Prediction.Status.SUCCEEDED, started)
+        """Spend the quota and write the rows; QuotaExceeded if the quota is spent."""
+        rows = self._rows(Prediction.Status.SUCCEEDED, started)
+        amount = len(rows)
+        if connection.vendor == "postgresql" and insert_predictions_spending_quota(
+            self.caller.user, amount, rows
+        ):
+            return
+        quota_consume(user=self.caller.user, amount=amount)  # creates the month's row, or raises 429
+        insert_predictions(rows)
 
     def fail(self, exc: Exception, started: float) -> None:
         code = exc.code if isinstance(exc, ApplicationError) else "internal_error"
@@ -347,9 +351,14 @@ class _Recorder:
             logger.exception("Could not record failed prediction")
 
     def _write(self, status: str, started: float, *, error_code: str = "", error_message: str = "") -> None:
+        insert_predictions(self._rows(status, started, error_code=error_code, error_message=error_message))
+
+    def _rows(
+        self, status: str, started: float, *, error_code: str = "", error_message: str = ""
+    ) -> list[dict[str, Any]]:
         latency = round((time.perf_counter() - started) * 1000, 3)
         now = timezone.now()
-        rows = [
+        return [
             {
                 "created_at": now,
                 "user_id": self.caller.user.pk,
@@ -371,7 +380,6 @@ class _Recorder:
             }
             for digest, meta, output in zip(self.digests, self.metas, self.outputs, strict=True)
         ]
-        insert_predictions(rows)
 
 
 def insert_predictions(rows: list[dict[str, Any]]) -> None:
@@ -391,6 +399,31 @@ def insert_predictions(rows: list[dict[str, Any]]) -> None:
         else:
             with transaction.atomic():
                 cursor.executemany(sql, params)
+
+
+def insert_predictions_spending_quota(user: User, amount: int, rows: list[dict[str, Any]]) -> bool:
+    """PostgreSQL: spend `amount` of the user's quota and insert the rows in one statement.
+
+    A data-modifying CTE: the INSERT takes its rows only if the UPDATE spent the
+    quota, so the two happen together or not at all. False when nothing was spent
+    (quota exceeded, or no usage row yet this month): the caller takes the slow path.
+    """
+    spend_sql, spend_params = quota_spend_statement(user=user, amount=amount)
+    fields = _insert_fields()
+    casts = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
+    values = ", ".join([f"({casts})"] * len(rows))
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(Prediction._meta.db_table)
+    sql = (
+        f"WITH spent AS ({spend_sql} RETURNING 1) "  # noqa: S608 (names from the models, values bound)
+        f"INSERT INTO {table} ({columns}) SELECT v.* FROM (VALUES {values}) AS v, spent"
+    )
+    params = list(spend_params)
+    for row in rows:
+        params.extend(f.get_db_prep_save(row.get(f.attname), connection) for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == len(rows)
 
 
 @functools.cache
