@@ -4,7 +4,7 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,10 +24,20 @@ class LenientJSONParser(JSONParser):
     strict = False
 
 
+class RawImageParser(BaseParser):
+    """A request body that is one image file (`Content-Type: image/jpeg`, …), as with
+    `curl --data-binary @photo.jpg`: no multipart framing to parse."""
+
+    media_type = "image/*"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
+        return stream.read() if stream is not None else b""
+
+
 class PredictApi(APIView):
     """Predict with a model version: images (multipart or base64 JSON) or named tensors."""
 
-    parser_classes = [LenientJSONParser, MultiPartParser]
+    parser_classes = [LenientJSONParser, MultiPartParser, RawImageParser]
     required_scope = ApiKey.Scope.PREDICT
     throttle_scope = "predict"
 
@@ -55,6 +65,7 @@ class PredictApi(APIView):
         ],
         request={
             "application/json": PredictJsonInputSerializer,
+            "image/*": {"type": "string", "format": "binary"},
             "multipart/form-data": inline_serializer(
                 "PredictMultipartInput",
                 {
@@ -108,6 +119,12 @@ class PredictApi(APIView):
         return Response({**result, "request_id": caller.request_id})
 
     def _payload(self, request: Request, top_k: int | None) -> services.PredictionRequest:
+        k = top_k or settings.PREDICT_DEFAULT_TOP_K
+        if request.content_type.startswith("image/"):
+            if not request.data:
+                raise InvalidInput("The request body is empty.", code="no_input")
+            image = services.ImageInput(data=request.data, content_type=request.content_type.split(";")[0])
+            return services.PredictionRequest(images=[image], top_k=k)
         files = request.FILES.getlist("image") if hasattr(request, "FILES") else []
         if files:
             images = [

@@ -5,6 +5,7 @@ import binascii
 import functools
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,7 +274,32 @@ def _image_feeds(
     return {spec["name"]: batch}
 
 
+_inference_slots: threading.BoundedSemaphore | None = None
+
+
+def inference_slots() -> threading.BoundedSemaphore:
+    """How many model calls may run at once in this process (INFERENCE_CONCURRENCY).
+
+    With threaded web workers, two requests in one process would otherwise run
+    ONNX Runtime side by side on the same cores, which is slower than one after
+    the other (docs/decisions/0007-application-server.md). The other threads
+    still decode, preprocess and talk to the database meanwhile: ONNX Runtime
+    releases the GIL while it runs.
+    """
+    global _inference_slots
+    if _inference_slots is None:
+        _inference_slots = threading.BoundedSemaphore(settings.INFERENCE_CONCURRENCY)
+    return _inference_slots
+
+
 def _infer(
+    loaded: runtime.LoadedModel, feeds: dict[str, np.ndarray], *, batched: bool, dynamic: bool
+) -> dict:
+    with inference_slots():
+        return _infer_unlimited(loaded, feeds, batched=batched, dynamic=dynamic)
+
+
+def _infer_unlimited(
     loaded: runtime.LoadedModel, feeds: dict[str, np.ndarray], *, batched: bool, dynamic: bool
 ) -> dict:
     try:

@@ -115,6 +115,9 @@ SESSION_CACHE_MAX_MODELS = env.int("SESSION_CACHE_MAX_MODELS", default=8)
 SESSION_CACHE_MAX_BYTES = env.int("SESSION_CACHE_MAX_BYTES", default=2 * 1024**3)
 ORT_GRAPH_OPTIMIZATION = env("ORT_GRAPH_OPTIMIZATION", default="all")  # disable | basic | extended | all
 ORT_PROVIDERS = env.list("ORT_PROVIDERS", default=["CPUExecutionProvider"])  # CPU is always the fallback
+# Model calls running at once per process; the rest of a request (decoding, database)
+# still overlaps in other threads. See docs/decisions/0007-application-server.md.
+INFERENCE_CONCURRENCY = env.int("INFERENCE_CONCURRENCY", default=1)
 # Versions under these aliases are loaded when a web or worker process starts.
 PRELOAD_ALIASES = env.list("PRELOAD_ALIASES", default=["production"])
 # Synchronous prediction limits; larger inputs belong in batch jobs.

@@ -129,3 +129,19 @@ def test_production_versions_are_preloaded(tiny_version):
 
     assert preload_sessions() == ["tiny@production"]
     assert sessions().keys() == [(tiny_version.pk, tiny_version.sha256)]
+
+
+def test_a_raw_image_body_works_without_multipart(api, demo_version):
+    response = api.generic(
+        "POST", "/api/v1/models/effnet/predict?top_k=1", photo("coffee"), content_type="image/jpeg"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["predictions"][0]["top_k"] == [
+        {"index": 967, "label": "espresso", "score": response.json()["predictions"][0]["top_k"][0]["score"]}
+    ]
+    assert Prediction.objects.get().input_meta["content_type"] == "image/jpeg"
+
+
+def test_an_empty_raw_body_is_400(api, tiny_version):
+    response = api.generic("POST", "/api/v1/models/tiny/predict", b"", content_type="image/png")
+    assert response.status_code == 400
