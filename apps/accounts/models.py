@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -77,6 +78,20 @@ class UserLimits(models.Model):
 
     def __str__(self) -> str:
         return f"limits of {self.user}"
+
+    def clean(self) -> None:
+        from apps.accounts.ratelimit import parse_rate
+
+        errors = {}
+        for field in ("predict_rate", "jobs_rate", "registry_write_rate"):
+            value = getattr(self, field)
+            if value:
+                try:
+                    parse_rate(value)
+                except ValueError as exc:
+                    errors[field] = str(exc)
+        if errors:
+            raise ValidationError(errors)
 
 
 class QuotaUsage(models.Model):

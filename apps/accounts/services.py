@@ -3,6 +3,7 @@
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
 from apps.accounts.ratelimit import Rate, parse_rate
 from apps.core.exceptions import ApplicationError, InvalidInput
 from apps.core.localcache import LocalTTLCache
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "mlp_"
 # mlp_ + 8 lowercase letters/digits (the public lookup id) + _ + 43 URL-safe characters (the secret).
@@ -177,7 +180,7 @@ def _shared_limits_for(user: User) -> EffectiveLimits:
     if limits is None:
         override = UserLimits.objects.filter(user=user).first()
         rates = dict(settings.THROTTLE_RATES)
-        quota = settings.MONTHLY_PREDICTION_QUOTA or None
+        quota = settings.MONTHLY_PREDICTION_QUOTA
         plan = "default"
         if override is not None:
             plan = override.plan or "custom"
@@ -197,7 +200,13 @@ def limits_invalidate(user_id: int) -> None:
 
 def rate_for(user: User, scope: str) -> Rate | None:
     text = limits_for(user).rates.get(scope)
-    return parse_rate(text) if text else None
+    if not text:
+        return None
+    try:
+        return parse_rate(text)
+    except ValueError:  # a bad override slipped past validation: fall back to the default
+        logger.error("Invalid %s rate %r for user %s; using the default", scope, text, user.pk)
+        return parse_rate(settings.THROTTLE_RATES[scope])
 
 
 # --- Monthly prediction quota -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from apps.core.exceptions import ApplicationError
 from apps.registry import services
-from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelVersion
+from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 
 
 class ModelAliasInline(admin.TabularInline):
@@ -78,6 +78,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "size_bytes",
         "status",
         "status_reason",
+        "failure_code",
         "signature_pretty",
         "metrics_pretty",
         "derived_from",
@@ -107,10 +108,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ModelVersion, form: forms.Form, change: bool) -> None:
         if change:
-            services.model_version_update(
-                version=obj,
-                data={"notes": obj.notes, "labels": obj.labels, "preprocessing": obj.preprocessing},
-            )
+            data = {"notes": obj.notes, "labels": obj.labels, "preprocessing": obj.preprocessing}
+            try:
+                services.model_version_update(version=obj, data=data)
+            except ApplicationError as exc:  # e.g. labels that do not fit the classes: nothing is saved
+                self.message_user(request, f"Not saved: {exc.message}", level=messages.ERROR)
         # On add, the upload form's clean() already created the version through the service.
 
     @admin.display(description="artifact")
@@ -187,3 +189,11 @@ class ModelAliasHistoryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(ModelGrant)
+class ModelGrantAdmin(admin.ModelAdmin):
+    list_display = ["model", "user", "role", "granted_by", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["model__name", "user__username"]
+    list_select_related = ["model", "user", "granted_by"]

@@ -230,8 +230,9 @@ THROTTLE_RATES = {
 }
 # Failed authentications allowed per client address before it gets 429.
 AUTH_FAILURE_RATE = env("AUTH_FAILURE_RATE", default="30/min")
-# Predictions per user per calendar month (UTC); blank or absent means unlimited.
-MONTHLY_PREDICTION_QUOTA = env.int("MONTHLY_PREDICTION_QUOTA", default=100_000)
+# Predictions per user per calendar month (UTC); blank means unlimited, 0 means none.
+_quota = env.str("MONTHLY_PREDICTION_QUOTA", default="100000").strip()
+MONTHLY_PREDICTION_QUOTA = int(_quota) if _quota else None
 # Per-user limits are cached this long, so an admin's change applies within it.
 LIMITS_CACHE_SECONDS = 60
 # Hot read paths (a prediction's model and version, a user's limits) are also kept in

@@ -69,6 +69,7 @@ def database_url(e2e_dir: Path) -> Iterator[str]:
 
 # Low limits, so the tests can reach them; both web servers must share them.
 REGISTRY_WRITE_LIMIT = 6
+MONTHLY_QUOTA = 4
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +90,14 @@ def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
         "PYTHONUNBUFFERED": "1",
         "THROTTLE_RATE_REGISTRY_WRITE": f"{REGISTRY_WRITE_LIMIT}/hour",
         "CACHE_KEY_PREFIX": f"e2e-{uuid.uuid4().hex}",
+        "MONTHLY_PREDICTION_QUOTA": str(MONTHLY_QUOTA),
     }
     if not os.environ.get("REDIS_URL"):
         env["CELERY_BROKER_URL"] = "filesystem://"
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
     subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    for username in ("e2e", "e2e-throttle"):
+    for username in ("e2e", "e2e-throttle", "e2e-quota"):
         subprocess.run(
             [*manage, "createsuperuser", "--noinput", "--username", username, "--email", "e2e@example.com"],
             env=env,
@@ -245,3 +247,43 @@ def test_two_server_processes_share_one_throttle(stack: dict) -> None:
     if len(resets) > 1:
         pytest.skip("the rate window rolled over mid-test; the counts span two windows")
     assert statuses == [201] * REGISTRY_WRITE_LIMIT + [429] * 2
+
+
+def test_two_server_processes_share_one_quota(stack: dict) -> None:
+    """Predictions alternate between the two servers; together they spend exactly the quota."""
+    from tests.onnx_models import tiny_classifier
+
+    first, second = (login(url, username="e2e-quota") for url in stack["urls"])
+    base = stack["urls"][0]
+    assert first.post(f"{base}/api/v1/models/", json={"name": "tiny-quota"}, timeout=10).status_code == 201
+    uploaded = first.post(
+        f"{base}/api/v1/models/tiny-quota/versions/",
+        files={"file": ("tiny.onnx", tiny_classifier(seed=11))},
+        timeout=30,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+
+    def ready() -> bool:
+        body = first.get(f"{base}/api/v1/models/tiny-quota/versions/1/", timeout=10).json()
+        assert body["status"] != "failed", body["status_reason"]
+        return body["status"] == "ready"
+
+    wait_for(ready, 120, "the worker to validate the tiny model")
+    aliased = first.put(
+        f"{base}/api/v1/models/tiny-quota/aliases/production/", json={"version": 1}, timeout=10
+    )
+    assert aliased.status_code == 200, aliased.text
+
+    inputs = {"inputs": {"input": [[[[0.5] * 8] * 8] * 3]}}
+    statuses, codes = [], []
+    for attempt in range(MONTHLY_QUOTA + 2):
+        session, url = (first, stack["urls"][0]) if attempt % 2 == 0 else (second, stack["urls"][1])
+        response = session.post(f"{url}/api/v1/models/tiny-quota/predict", json=inputs, timeout=30)
+        statuses.append(response.status_code)
+        codes.append(response.json().get("error", {}).get("code"))
+    assert statuses == [200] * MONTHLY_QUOTA + [429] * 2, codes
+    assert codes[-1] == "quota_exceeded"
+    usage = second.get(f"{stack['urls'][1]}/api/v1/me/usage/", timeout=10).json()
+    assert usage["predictions_used"] == MONTHLY_QUOTA
+    audit = first.get(f"{base}/api/v1/predictions/", params={"model": "tiny-quota"}, timeout=10).json()
+    assert sorted(row["status"] for row in audit["results"]) == ["failed"] * 2 + ["succeeded"] * MONTHLY_QUOTA
