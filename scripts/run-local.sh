@@ -12,7 +12,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-.venv/bin/celery -A mlplatform worker --loglevel=INFO --queues=validation,default --concurrency=1 &
+.venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,default --concurrency=1 &
 WORKER_PID=$!
 $PY manage.py runserver --noreload 127.0.0.1:8000 &
 WEB_PID=$!

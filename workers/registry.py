@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from apps.registry.services import model_version_validate
+from apps.registry.services import model_version_validate, reconcile_versions
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -13,3 +13,9 @@ def validate_model_version(version_id: str) -> None:
     redelivery after a lost worker are safe; attempts are capped in the service.
     """
     model_version_validate(version_id=int(version_id))
+
+
+@shared_task(name="workers.registry.reconcile", ignore_result=True)
+def reconcile() -> None:
+    """Periodic (Celery beat): re-enqueue validations owed after a lost message or a dead worker."""
+    reconcile_versions()

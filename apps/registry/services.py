@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 import logging
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -266,18 +267,84 @@ def model_version_validate(*, version_id: int) -> ModelVersion | None:
         return ModelVersion.objects.filter(pk=version_id).first()
 
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    heartbeat = _LeaseHeartbeat(version_id)  # renews the lease until validation ends
     try:
         report = _run_validation(version)
     except ModelFileError as exc:
-        return _finish_validation(version, ModelVersion.Status.FAILED, reason=exc.message, code=exc.code)
+        outcome: dict[str, Any] = {
+            "status": ModelVersion.Status.FAILED,
+            "reason": exc.message,
+            "code": exc.code,
+        }
     except Exception as exc:  # a bug or an environment problem: record it, never leave it hanging
         logger.exception("Validation of version %s crashed", version_id)
-        return _finish_validation(
-            version, ModelVersion.Status.FAILED, reason=f"Validation error: {exc}", code="validation_error"
-        )
-    return _finish_validation(
-        version, ModelVersion.Status.READY, signature=report.signature, metrics=report.metrics
+        outcome = {
+            "status": ModelVersion.Status.FAILED,
+            "reason": f"Validation error: {exc}",
+            "code": "validation_error",
+        }
+    else:
+        outcome = {
+            "status": ModelVersion.Status.READY,
+            "signature": report.signature,
+            "metrics": report.metrics,
+        }
+    finally:
+        heartbeat.stop()
+    return _finish_validation(version, **outcome)
+
+
+class _LeaseHeartbeat:
+    """Renews a validating version's lease every VALIDATION_HEARTBEAT_SECONDS while its
+    worker works, so the lease can be short: a worker that dies stops renewing, and
+    the reconciler re-enqueues the version once the lease has expired."""
+
+    def __init__(self, version_id: int) -> None:
+        self.version_id = version_id
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{version_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stopped.wait(settings.VALIDATION_HEARTBEAT_SECONDS):
+                ModelVersion.objects.filter(pk=self.version_id, status=ModelVersion.Status.VALIDATING).update(
+                    validation_started_at=timezone.now()
+                )
+        except Exception:  # the next renewal, or the reconciler, will sort it out
+            logger.warning("Lease renewal for version %s failed", self.version_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+
+def versions_to_reenqueue() -> list[int]:
+    """Versions whose validation is owed: pending for longer than the enqueue grace period
+    (a lost message or a failed enqueue), or validating under an expired lease (a dead worker)."""
+    now = timezone.now()
+    stale_pending = now - dt.timedelta(seconds=settings.VALIDATION_PENDING_GRACE_SECONDS)
+    lease_expired = now - dt.timedelta(seconds=settings.VALIDATION_LEASE_SECONDS)
+    owed = Q(status=ModelVersion.Status.PENDING, created_at__lt=stale_pending) | Q(
+        status=ModelVersion.Status.VALIDATING, validation_started_at__lt=lease_expired
     )
+    return list(ModelVersion.objects.filter(owed).values_list("pk", flat=True)[:100])
+
+
+def reconcile_versions() -> list[int]:
+    """Re-enqueue every version whose validation is owed (run periodically by Celery beat)."""
+    from workers.registry import validate_model_version
+
+    owed = versions_to_reenqueue()
+    for version_id in owed:
+        validate_model_version.delay(str(version_id))
+    if owed:
+        logger.info("Re-enqueued validation of versions %s", owed)
+    return owed
 
 
 def _run_validation(version: ModelVersion):
@@ -418,9 +485,12 @@ def grant_set(*, model: MLModel, user: User, role: str, granted_by: User | None)
     """Make `user` a maintainer or consumer of `model` (the owner needs no grant)."""
     if user.pk == model.owner_id:
         raise Conflict("The owner already has every right on the model.", code="grant_to_owner")
-    grant, _ = ModelGrant.objects.update_or_create(
-        model=model, user=user, defaults={"role": role, "granted_by": granted_by}
-    )
+    defaults = {"role": role, "granted_by": granted_by}
+    try:
+        with transaction.atomic():
+            grant, _ = ModelGrant.objects.update_or_create(model=model, user=user, defaults=defaults)
+    except IntegrityError:  # a concurrent request created it first: update that one
+        grant, _ = ModelGrant.objects.update_or_create(model=model, user=user, defaults=defaults)
     return grant
 
 

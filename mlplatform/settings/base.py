@@ -94,9 +94,12 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# Validation not finished within this time is considered abandoned (its worker died)
-# and may be claimed again; it must exceed the task's hard time limit.
-VALIDATION_LEASE_SECONDS = env.int("VALIDATION_LEASE_SECONDS", default=40 * 60)
+# A validating worker renews its lease every VALIDATION_HEARTBEAT_SECONDS; a lease not
+# renewed for VALIDATION_LEASE_SECONDS means the worker died, and the version may be
+# claimed again. A version pending longer than the grace period is re-enqueued.
+VALIDATION_HEARTBEAT_SECONDS = env.int("VALIDATION_HEARTBEAT_SECONDS", default=30)
+VALIDATION_LEASE_SECONDS = env.int("VALIDATION_LEASE_SECONDS", default=120)
+VALIDATION_PENDING_GRACE_SECONDS = env.int("VALIDATION_PENDING_GRACE_SECONDS", default=120)
 # Largest accepted model upload; a larger request is refused with 413 before parsing.
 MODEL_UPLOAD_MAX_BYTES = env.int("MODEL_UPLOAD_MAX_BYTES", default=500 * 1024 * 1024)
 # Uploads above this size are spooled to a temporary file, never held in memory.
@@ -165,6 +168,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=35 * 60)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# The database is the source of truth; the broker only rings the bell. Beat runs the
+# reconciler, which re-enqueues validations owed after a lost message or a dead worker.
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-versions": {"task": "workers.registry.reconcile", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ROUTES = {"workers.registry.*": {"queue": "validation"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

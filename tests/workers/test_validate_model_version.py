@@ -109,3 +109,36 @@ def test_a_crash_inside_validation_is_recorded_not_raised(monkeypatch):
     version.refresh_from_db()
     assert version.status == "failed"
     assert "disk on fire" in version.status_reason
+
+
+def test_the_reconciler_reenqueues_versions_whose_validation_is_owed(settings):
+    from apps.registry.models import ModelVersion as MV
+    from workers.registry import reconcile
+
+    stale = pending_version()
+    MV.objects.filter(pk=stale.pk).update(created_at=timezone.now() - dt.timedelta(hours=1))
+    abandoned = pending_version(
+        status="validating", validation_attempts=1, validation_started_at=expired_lease(settings)
+    )
+    fresh = pending_version()
+    reconcile()  # eager Celery: the re-enqueued validations run here
+    statuses = dict(MV.objects.values_list("pk", "status"))
+    assert statuses[stale.pk] == "ready"
+    assert statuses[abandoned.pk] == "ready"
+    assert statuses[fresh.pk] == "pending"  # within its grace period: its own message is on the way
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_validating_worker_renews_its_lease(settings):
+    from apps.registry.models import ModelVersion as MV
+    from apps.registry.services import _LeaseHeartbeat
+    from tests.e2e.test_stack import wait_for
+
+    settings.VALIDATION_HEARTBEAT_SECONDS = 0.05
+    old = timezone.now() - dt.timedelta(minutes=5)
+    version = pending_version(status="validating", validation_started_at=old)
+    heartbeat = _LeaseHeartbeat(version.pk)
+    try:
+        wait_for(lambda: MV.objects.get(pk=version.pk).validation_started_at > old, 10, "a lease renewal")
+    finally:
+        heartbeat.stop()
