@@ -14,7 +14,8 @@ trap cleanup INT TERM EXIT
 
 .venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,default --concurrency=1 &
 WORKER_PID=$!
-$PY manage.py runserver --noreload 127.0.0.1:8000 &
+# The same application server as production (gunicorn.conf.py), bound to this machine only.
+GUNICORN_BIND=127.0.0.1:8000 .venv/bin/gunicorn mlplatform.wsgi -c gunicorn.conf.py &
 WEB_PID=$!
 
 echo "mlplatform: http://127.0.0.1:8000/api/v1/  (docs: /api/docs/, admin: /admin/). Ctrl-C stops."
