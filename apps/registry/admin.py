@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
+from apps.core.admin import ReadOnlyAdminMixin
 from apps.core.exceptions import ApplicationError
 from apps.registry import services
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
@@ -177,18 +178,9 @@ class ModelAliasAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelAliasHistory)
-class ModelAliasHistoryAdmin(admin.ModelAdmin):
+class ModelAliasHistoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["model", "alias_name", "action", "from_number", "to_number", "changed_by", "changed_at"]
     list_filter = ["action", "model"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(ModelGrant)
