@@ -78,7 +78,7 @@ class ApiKeyAuthentication(BaseAuthentication):
 class JWTAuthentication(jwt.JWTAuthentication):
     """simplejwt's Bearer authentication, with failed attempts counted per address."""
 
-    def authenticate(self, request: Request):
+    def authenticate(self, request: Request) -> tuple[User, object] | None:
         if self.get_header(request) is None:
             return None
         try:

@@ -13,7 +13,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "apps.accounts.authentication.ApiKeyAuthentication"
     name = "apiKeyAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: object) -> dict:
         return {
             "type": "apiKey",
             "in": "header",

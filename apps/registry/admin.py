@@ -1,6 +1,7 @@
 """Admin for maintainers: models, versions (with upload), aliases and their history."""
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -93,18 +94,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
     fields = [*readonly_fields[:6], "notes", "labels", "preprocessing", *readonly_fields[6:]]
     actions = ["archive"]
 
-    def get_form(self, request: HttpRequest, obj: ModelVersion | None = None, **kwargs):
+    def get_form(self, request: HttpRequest, obj: ModelVersion | None = None, **kwargs: Any) -> type:
         if obj is None:
             # A subclass per request: the uploader must not leak between concurrent requests.
             return type("VersionUploadForm", (VersionUploadForm,), {"current_user": request.user})
         return super().get_form(request, obj, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None):
+    def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> list[str]:
         if obj is None:
             return ["model", "file", "labels_file", "preprocessing_json", "notes"]
         return self.fields
 
-    def get_readonly_fields(self, request: HttpRequest, obj: ModelVersion | None = None):
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> list[str]:
         return [] if obj is None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: ModelVersion, form: forms.Form, change: bool) -> None:
@@ -158,7 +159,7 @@ class ModelAliasAdmin(admin.ModelAdmin):
     list_display = ["__str__", "version", "updated_by", "updated_at"]
     list_select_related = ["model", "version", "updated_by"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: ModelAlias | None = None):
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelAlias | None = None) -> list[str]:
         # Renaming would silently create a second alias; delete and add instead.
         return ["model", "name"] if obj is not None else []
 
