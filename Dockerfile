@@ -28,10 +28,14 @@ COPY . /app
 RUN mkdir -p /data/model_store /app/var && chown -R app:app /data/model_store /app/var
 
 USER app
-# Static files for the admin and Swagger UI/ReDoc (served by a proxy, once there is one).
-# A build-only key and host: the production settings refuse to load without them.
+# Static files for the admin and Swagger UI/ReDoc, collected into STATIC_ROOT (/app/var/static)
+# at build time; WhiteNoise serves them from the web process. The production settings refuse to
+# load without these variables; the build-only values are never connected to.
 RUN SECRET_KEY=collectstatic-build-only ALLOWED_HOSTS=localhost \
+    DATABASE_URL=postgres://build@localhost:5432/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["gunicorn", "mlplatform.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2"]
+# gunicorn.conf.py: 2 gthread workers x 2 threads on 0.0.0.0:8000, overridable with GUNICORN_*
+# environment variables (docs/decisions/0007-application-server.md).
+CMD ["gunicorn", "mlplatform.wsgi", "-c", "gunicorn.conf.py"]

@@ -10,13 +10,21 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "2"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))  # model uploads of hundreds of MB
+# Seconds a worker may go silent before the master restarts it (a sync worker is silent
+# during a whole request, such as a model upload of hundreds of MB).
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 keepalive = 5
 backlog = 2048
+# gunicorn's control socket is one path per user: several servers on one machine (tests,
+# benchmarks, make run) would remove each other's. Nothing here uses it.
+control_socket_disable = True
 
 
 def post_worker_init(worker: object) -> None:
+    from django.db import connections
+
     from apps.inference.services import preload_sessions
 
     loaded = preload_sessions()
+    connections.close_all()  # this thread serves no requests; do not keep its connection open
     worker.log.info("Preloaded models: %s", ", ".join(loaded) or "none")

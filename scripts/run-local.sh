@@ -15,7 +15,9 @@ trap cleanup INT TERM EXIT
 .venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,default --concurrency=1 &
 WORKER_PID=$!
 # The same application server as production (gunicorn.conf.py), bound to this machine only.
-GUNICORN_BIND=127.0.0.1:8000 .venv/bin/gunicorn mlplatform.wsgi -c gunicorn.conf.py &
+# One process: on the embedded default the rate counters and caches live in process memory.
+GUNICORN_BIND=127.0.0.1:8000 GUNICORN_WORKERS=1 GUNICORN_THREADS=4 \
+    .venv/bin/gunicorn mlplatform.wsgi -c gunicorn.conf.py &
 WEB_PID=$!
 
 echo "mlplatform: http://127.0.0.1:8000/api/v1/  (docs: /api/docs/, admin: /admin/). Ctrl-C stops."

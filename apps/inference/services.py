@@ -34,7 +34,7 @@ from apps.registry.storage import local_path
 
 logger = logging.getLogger(__name__)
 
-LARGE_INPUT_HINT = "Send large inputs as a batch job (POST /api/v1/jobs/)."
+LARGE_INPUT_HINT = "Large inputs belong in batch jobs."
 
 
 # --- Sessions ------------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def _image_feeds(
     if len(inputs) != 1:
         raise UnprocessableInput(
             f"This model takes {len(inputs)} inputs; send them as named tensors, not images.",
-            code="invalid_input",
+            code="images_not_supported",
         )
     arrays = []
     for index, image in enumerate(images):
@@ -363,8 +363,9 @@ class _Recorder:
             self.caller.user, amount, rows
         ):
             return
-        quota_consume(user=self.caller.user, amount=amount)  # creates the month's row, or raises 429
-        insert_predictions(rows)
+        with transaction.atomic():  # spend and record together, or neither
+            quota_consume(user=self.caller.user, amount=amount)  # creates the month's row, or raises 429
+            insert_predictions(rows)
 
     def fail(self, exc: Exception, started: float) -> None:
         code = exc.code if isinstance(exc, ApplicationError) else "internal_error"

@@ -66,14 +66,14 @@ def test_the_pixel_limit_is_a_setting(api, tiny_version, settings):
 def test_an_image_over_the_sync_limit_is_413_with_a_hint(api, tiny_version, settings):
     settings.SYNC_MAX_IMAGE_BYTES = 50
     error = assert_failed_and_recorded(post_image(api, small_png()), 413, "payload_too_large")
-    assert "/api/v1/jobs/" in error["message"]
+    assert "batch jobs" in error["message"]
 
 
 def test_a_body_over_the_limit_is_413(api, tiny_version, settings):
     settings.SYNC_MAX_BODY_BYTES = 100
     response = api.post(URL, {"image": "A" * 500}, format="json")
     error = assert_failed_and_recorded(response, 413, "payload_too_large")
-    assert "batch job" in error["message"]
+    assert "batch jobs" in error["message"]
 
 
 def test_too_many_images_is_413(api, tiny_version, settings):

@@ -101,3 +101,4 @@ def test_inputs_must_be_an_object(api, tensor_version):
 def test_images_sent_to_a_two_input_model_are_422(api, tensor_version):
     response = api.post(URL, {"image": base64.b64encode(b"x").decode()}, format="json")
     assert response.status_code == 422
+    assert response.json()["error"]["code"] == "images_not_supported"
