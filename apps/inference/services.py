@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -448,8 +449,12 @@ def insert_predictions_spending_quota(user: User, amount: int, rows: list[dict[s
     params = list(spend_params)
     for row in rows:
         params.extend(f.get_db_prep_save(row.get(f.attname), connection) for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    # A server-side-binding psycopg cursor, not Django's client-side one: the parameters
+    # travel separately instead of being rendered into the SQL text in Python, and the
+    # statement is prepared once per connection instead of planned on every request.
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
         return cursor.rowcount == len(rows)
 
 
