@@ -11,16 +11,27 @@ local function read(path)
   return data
 end
 
+-- BENCH_BODY=raw sends the JPEG itself as the body (Content-Type: image/jpeg);
+-- anything else sends it as a multipart form field named "image".
+local raw = os.getenv("BENCH_BODY") == "raw"
+
 for path in string.gmatch(os.getenv("BENCH_IMAGES"), "[^:]+") do
-  local body = "--" .. boundary .. "\r\n"
-    .. 'Content-Disposition: form-data; name="image"; filename="photo.jpg"\r\n'
-    .. "Content-Type: image/jpeg\r\n\r\n" .. read(path) .. "\r\n--" .. boundary .. "--\r\n"
+  local body = read(path)
+  if not raw then
+    body = "--" .. boundary .. "\r\n"
+      .. 'Content-Disposition: form-data; name="image"; filename="photo.jpg"\r\n'
+      .. "Content-Type: image/jpeg\r\n\r\n" .. body .. "\r\n--" .. boundary .. "--\r\n"
+  end
   table.insert(bodies, body)
 end
 
 wrk.method = "POST"
 wrk.path = os.getenv("BENCH_PATH")
-wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+if raw then
+  wrk.headers["Content-Type"] = "image/jpeg"
+else
+  wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+end
 wrk.headers["X-API-Key"] = os.getenv("BENCH_KEY")
 
 function request()

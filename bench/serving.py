@@ -211,12 +211,16 @@ class Platform:
         raise RuntimeError("gunicorn did not start")
 
 
+BODY = {"value": "multipart"}
+
+
 def run_wrk(port: int, model: str, key: str, concurrency: int, seconds: float) -> dict:
     env = {
         **os.environ,
         "BENCH_IMAGES": ":".join(map(str, PHOTOS)),
         "BENCH_PATH": f"/api/v1/models/{model}/predict",
         "BENCH_KEY": key,
+        "BENCH_BODY": BODY["value"],
     }
     threads = min(concurrency, 2)
     output = subprocess.run(
@@ -272,15 +276,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement; medians are reported")
     parser.add_argument("--servers", default="sync-2,gthread-2x2", help=f"of {', '.join(SERVERS)}")
     parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument(
+        "--body",
+        choices=["multipart", "raw"],
+        default="multipart",
+        help="how the photo is sent: a multipart form field, or the raw body (Content-Type: image/jpeg)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/serving.py needs wrk: apt-get install wrk")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
+    BODY["value"] = args.body
     preprocessing = json.loads((DEMO / "preprocessing.json").read_text())
     workdir = Path(tempfile.mkdtemp(prefix="mlp-bench-"))
     platform = Platform(workdir)
     key = platform.set_up()
-    report: dict = {"duration": args.duration, "repeat": args.repeat, "servers": {}}
+    report: dict = {"duration": args.duration, "repeat": args.repeat, "body": args.body, "servers": {}}
     try:
         port = 18000 + os.getpid() % 1000
         for server in args.servers.split(","):
@@ -331,7 +342,8 @@ def print_report(report: dict) -> None:
     for name, values in report["limit"].items():
         print(f"  {name} processes x threads: {values['throughput']:7.1f} img/s  p50 {values['p50']:.1f} ms")
     print("  (each served run below is compared with a 2x1 limit measured just before it)")
-    print("\nServed (production settings, PostgreSQL, Redis, API key, throttle, quota, audit row):")
+    stack = "production settings, PostgreSQL, Redis, API key, throttle, quota, audit row"
+    print(f"\nServed ({report['body']} bodies; {stack}):")
     header = ["req/s", "ratio", "p50 ms", "p95 ms", "p99 ms", "non-2xx"]  # ratio: served / limit
     print(f"  {'server':<13}{'conc':>5}" + "".join(f"{h:>9}" for h in header))
     for server, results in report["servers"].items():
