@@ -102,7 +102,7 @@ class ApiKeyListCreateApi(KeyManagementApi):
             help_text="Limit the key to these models (default: every model you may use).",
         )
         expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
-        rate_limit_per_minute = serializers.IntegerField(min_value=1, required=False)
+        rate_limit_per_minute = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
 
     @extend_schema(
         operation_id="api_keys_list",

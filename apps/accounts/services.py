@@ -125,7 +125,8 @@ def _shared_api_key_by_prefix(prefix: str) -> ApiKey | None:
     if api_key is None:
         api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
         if api_key is not None:
-            cache.set(_cache_key(prefix), api_key, settings.API_KEY_CACHE_SECONDS)
+            # add, not set: never overwrite an entry written (or evicted and rewritten) meanwhile.
+            cache.add(_cache_key(prefix), api_key, settings.API_KEY_CACHE_SECONDS)
     return api_key
 
 
@@ -137,13 +138,15 @@ def api_key_forget(prefixes: list[str]) -> None:
 
 
 def _touch(api_key: ApiKey) -> None:
-    """Record use at most once per interval, so a busy key does not write on every request."""
-    now = timezone.now()
-    interval = dt.timedelta(seconds=settings.API_KEY_LAST_USED_INTERVAL_SECONDS)
-    if api_key.last_used_at is None or now - api_key.last_used_at >= interval:
+    """Record use at most once per interval per key, across processes: a marker in the
+    shared cache (`add` succeeds for one request per interval) gates the write. The key
+    object itself is not written back to the cache, so a copy read before a concurrent
+    revocation is never re-cached after it."""
+    interval = settings.API_KEY_LAST_USED_INTERVAL_SECONDS
+    if cache.add(f"apikey-used:{api_key.pk}", 1, interval):
+        now = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
-        cache.set(_cache_key(api_key.prefix), api_key, settings.API_KEY_CACHE_SECONDS)
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
@@ -215,6 +218,7 @@ def rate_for(user: User, scope: str) -> Rate | None:
 class QuotaExceeded(ApplicationError):
     status_code = 429
     code = "quota_exceeded"
+    retry_after: int | None = None  # seconds until the quota resets, for Retry-After
 
 
 def current_period(now: dt.datetime | None = None) -> dt.date:
@@ -241,10 +245,13 @@ def quota_consume(*, user: User, amount: int = 1) -> None:
         return  # the first prediction of the month
     used = QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
     resets = next_period(period)
-    raise QuotaExceeded(
+    error = QuotaExceeded(
         f"Monthly prediction quota of {limit} is spent ({used} used); it resets on {resets:%Y-%m-%d}.",
         details={"limit": limit, "used": used, "requested": amount, "resets_at": f"{resets:%Y-%m-%d}"},
     )
+    reset_at = dt.datetime.combine(resets, dt.time.min, tzinfo=dt.UTC)
+    error.retry_after = max(int((reset_at - timezone.now()).total_seconds()), 1)
+    raise error
 
 
 def quota_spend_statement(*, user: User, amount: int) -> tuple[str, list]:

@@ -13,6 +13,7 @@ from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
+from apps.core.http import content_length
 from apps.core.schema import error_responses
 from apps.inference import selectors, services
 from apps.inference.models import Prediction
@@ -105,7 +106,7 @@ class PredictApi(APIView):
             request_id=getattr(request._request, "request_id", ""),
             client_address=client_address(request),
         )
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = content_length(request)
         if length > settings.SYNC_MAX_BODY_BYTES:
             error = PayloadTooLarge(
                 f"The request body is {length} bytes; the synchronous limit is "

@@ -80,7 +80,20 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     return DecodedImage(image=image, format=fmt or "", width=width, height=height)
 
 
-def image_to_array(image: Image.Image, config: dict[str, Any]) -> np.ndarray:
+def _check_resized(size: tuple[int, int], max_pixels: int | None) -> None:
+    """A very thin image passes the pixel limit but resizing its short side up would make a
+    huge one (1x40000 to 224 short side: 224x8960000): refuse it before allocating."""
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise PayloadTooLarge(
+            f"Preprocessing would make a {size[0]}x{size[1]} image; the limit is {max_pixels} pixels.",
+            code="image_too_large",
+            details={"resized_width": size[0], "resized_height": size[1], "max_pixels": max_pixels},
+        )
+
+
+def image_to_array(
+    image: Image.Image, config: dict[str, Any], *, max_pixels: int | None = None
+) -> np.ndarray:
     """One preprocessed image as an array in the configured layout, without a batch axis."""
     mode = config.get("color_mode", "RGB")
     if image.mode != mode:
@@ -100,11 +113,13 @@ def image_to_array(image: Image.Image, config: dict[str, Any]) -> np.ndarray:
         else:
             size = (int(resize * width / height), resize)
         if size != image.size:
+            _check_resized(size, max_pixels)
             image = image.resize(size, resample)
     crop = config.get("crop")
     if crop:
         width, height = image.size
         if crop > width or crop > height:
+            _check_resized((max(crop, width), max(crop, height)), max_pixels)
             image = ImageOps.pad(image, (max(crop, width), max(crop, height)), method=resample)
             width, height = image.size
         left, top = (width - crop) // 2, (height - crop) // 2

@@ -15,6 +15,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import QuotaExceeded, quota_consume, quota_spend_statement
@@ -263,11 +264,29 @@ def _image_feeds(
             exc.details = {**exc.details, "index": index}
             raise
         recorder.describe_decoded(index, decoded)
-        arrays.append(preprocessing.image_to_array(decoded.image, version.preprocessing))
+        try:
+            array = preprocessing.image_to_array(
+                decoded.image, version.preprocessing, max_pixels=settings.MAX_IMAGE_PIXELS
+            )
+        except ApplicationError as exc:
+            exc.details = {**exc.details, "index": index}
+            raise
+        if arrays and array.shape != arrays[0].shape:
+            raise UnprocessableInput(
+                f"Image {index} preprocesses to shape {list(array.shape)}, image 0 to "
+                f"{list(arrays[0].shape)}; the images of one request must come out the same size "
+                "(this version does not resize them).",
+                code="inconsistent_image_sizes",
+                details={"index": index},
+            )
+        arrays.append(array)
     batch = np.stack(arrays)
     spec = inputs[0]
+    # A model with a fixed batch size of 1 gets the images one by one (see _infer_unlimited):
+    # check one image's shape against it.
+    checked = batch if version.signature.get("dynamic_batch") else batch[:1]
     try:
-        preprocessing.check_shape(spec["name"], batch, spec["shape"])
+        preprocessing.check_shape(spec["name"], checked, spec["shape"])
     except UnprocessableInput as exc:
         exc.message = f"{exc.message} The version's preprocessing does not fit its model input."
         exc.code = "preprocessing_mismatch"
@@ -275,6 +294,11 @@ def _image_feeds(
     return {spec["name"]: batch}
 
 
+_ORT_RUN_ERRORS = tuple(
+    getattr(ort_errors, name)
+    for name in ("Fail", "InvalidArgument", "RuntimeException", "InvalidGraph", "NotImplemented")
+    if hasattr(ort_errors, name)
+)
 _inference_slots: threading.BoundedSemaphore | None = None
 
 
@@ -310,10 +334,10 @@ def _infer_unlimited(
             runs = [loaded.run({name: batch[i : i + 1]}) for i in range(batch.shape[0])]
             return {key: np.concatenate([r[key] for r in runs]) for key in runs[0]}
         return loaded.run(feeds)
-    except Exception as exc:  # ONNX Runtime raises its own InvalidArgument / Fail types
-        if "INVALID_ARGUMENT" in str(exc) or "Invalid" in type(exc).__name__:
-            raise UnprocessableInput(f"The model refused the input: {exc}", code="inference_failed") from exc
-        raise
+    except _ORT_RUN_ERRORS as exc:
+        # The model could not compute on these inputs (e.g. tensors that do not broadcast):
+        # the input's fault, not the server's. Loading errors happen earlier, in the cache.
+        raise UnprocessableInput(f"The model refused the input: {exc}", code="inference_failed") from exc
 
 
 # --- Audit ---------------------------------------------------------------------------------------

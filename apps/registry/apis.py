@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from apps.accounts.models import User
 from apps.accounts.permissions import RegistryScope, request_api_key
 from apps.core.exceptions import NotFound, PayloadTooLarge
+from apps.core.http import content_length
 from apps.core.pagination import LimitOffsetPagination
 from apps.core.schema import error_responses
 from apps.registry import selectors, services
@@ -246,7 +247,7 @@ class VersionListCreateApi(RegistryApi):
     def post(self, request: Request, name: str) -> Response:
         model = _writable_model(request, name)
         # Refuse an oversized body before parsing (and spooling) it.
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = content_length(request)
         limit = settings.MODEL_UPLOAD_MAX_BYTES
         if length > limit + _MULTIPART_SLACK_BYTES:
             raise PayloadTooLarge(

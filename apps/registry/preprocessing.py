@@ -53,7 +53,7 @@ def parse_preprocessing(raw: Any) -> dict[str, Any]:
     if isinstance(raw, bytes | str):
         try:
             raw = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidInput(
                 f"Preprocessing is not valid JSON: {exc}", code="invalid_preprocessing"
             ) from exc
@@ -81,7 +81,7 @@ def parse_labels(raw: Any) -> list[str]:
         if text.startswith("["):
             try:
                 raw = json.loads(text)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise InvalidInput(f"Labels are not a valid JSON list: {exc}", code="invalid_labels") from exc
         else:
             raw = [line.strip() for line in text.splitlines() if line.strip()]

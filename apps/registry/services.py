@@ -63,8 +63,10 @@ def model_update(*, model: MLModel, data: dict[str, Any]) -> MLModel:
 
 def model_delete(*, model: MLModel) -> None:
     """Delete a model with its versions, aliases and history; files go after the commit."""
-    names = list(model.versions.values_list("artifact", flat=True))
     with transaction.atomic():
+        # The lock keeps concurrent uploads and alias moves out until the delete commits.
+        MLModel.objects.select_for_update().get(pk=model.pk)
+        names = list(model.versions.values_list("artifact", flat=True))
         ModelAlias.objects.filter(model=model).delete()  # aliases protect their versions
         model.delete()
         transaction.on_commit(lambda: _delete_files(names))

@@ -114,3 +114,10 @@ def test_create_api_key_command_refuses_unknown_users(db):
 
     with pytest.raises(CommandError, match="No user"):
         call_command("create_api_key", "nobody", "--name", "x")
+
+
+def test_an_absurd_per_key_rate_is_400(api):
+    response = api.post(
+        URL, {"name": "k", "scopes": ["predict"], "rate_limit_per_minute": 10**20}, format="json"
+    )
+    assert response.status_code == 400

@@ -182,3 +182,50 @@ def test_an_internal_model_serves_every_user(client_for, other_user, tiny_versio
     tiny_version.model.visibility = "internal"
     tiny_version.model.save()
     assert post_image(client_for(other_user), small_png()).status_code == 200
+
+
+def test_a_thin_image_that_would_resize_to_a_huge_one_is_413(api, tiny_version, settings):
+    """1x5000 passes the pixel limit, but its short side resized to 8 would make 8x40000."""
+    settings.MAX_IMAGE_PIXELS = 100_000
+    thin = encode(Image.new("RGB", (1, 5000), "white"), "PNG")
+    error = assert_failed_and_recorded(post_image(api, thin), 413, "image_too_large")
+    assert error["details"]["resized_height"] == 40_000
+
+
+def test_images_that_preprocess_to_different_sizes_are_422(api, tiny_version):
+    tiny_version.preprocessing = {**tiny_version.preprocessing, "resize": None, "crop": None}
+    tiny_version.save()
+    files = [
+        SimpleUploadedFile("a", encode(Image.new("RGB", (8, 8)), "PNG")),
+        SimpleUploadedFile("b", encode(Image.new("RGB", (9, 9)), "PNG")),
+    ]
+    response = api.post(URL, {"image": files}, format="multipart")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "inconsistent_image_sizes"
+
+
+def test_too_many_multipart_files_is_a_4xx_not_a_500(api, tiny_version, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = [SimpleUploadedFile(f"{i}", small_png()) for i in range(3)]
+    response = api.post(URL, {"image": files}, format="multipart")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+def test_deeply_nested_json_is_400(api, tiny_version):
+    body = b'{"inputs": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    response = api.generic("POST", URL, body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
+
+
+def test_a_non_numeric_content_length_is_400(api, tiny_version):
+    response = api.post(URL, {"image": "x"}, format="json", CONTENT_LENGTH="abc")
+    assert response.status_code == 400
+
+
+def test_a_spent_quota_says_when_to_retry(api, tiny_version, settings):
+    settings.MONTHLY_PREDICTION_QUOTA = 0
+    response = post_image(api, small_png())
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0

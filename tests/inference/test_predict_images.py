@@ -145,3 +145,21 @@ def test_a_raw_image_body_works_without_multipart(api, demo_version):
 def test_an_empty_raw_body_is_400(api, tiny_version):
     response = api.generic("POST", "/api/v1/models/tiny/predict", b"", content_type="image/png")
     assert response.status_code == 400
+
+
+def test_several_images_on_a_fixed_batch_model_run_one_by_one(api, user):
+    from tests import onnx_models
+    from tests.factories import MLModelFactory
+    from tests.inference.conftest import TINY_PREPROCESSING, ready_version
+
+    model = MLModelFactory(name="fixed", owner=user)
+    ready_version(
+        model,
+        onnx_models.tiny_classifier(batch=1),
+        labels=["a", "b", "c"],
+        preprocessing=dict(TINY_PREPROCESSING),
+    )
+    images = [encode(Image.new("RGB", (8, 8), color), "PNG") for color in ("red", "blue", "green")]
+    response = predict_files(api, "fixed", *images)
+    assert response.status_code == 200, response.content
+    assert len(response.json()["predictions"]) == 3

@@ -102,3 +102,30 @@ def test_images_sent_to_a_two_input_model_are_422(api, tensor_version):
     response = api.post(URL, {"image": base64.b64encode(b"x").decode()}, format="json")
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "images_not_supported"
+
+
+def test_tensors_the_model_cannot_compute_on_are_422(api, user):
+    """Shapes that each match the signature but do not broadcast together: ONNX Runtime fails."""
+    from onnx import TensorProto, helper
+
+    from tests.factories import MLModelFactory
+    from tests.inference.conftest import ready_version
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"])],
+        "adder",
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, [dim, 4])
+            for name, dim in (("a", "M"), ("b", "N"))
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["P", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    ready_version(
+        MLModelFactory(name="adder", owner=user, task="tensor"), model.SerializeToString(), preprocessing={}
+    )
+    inputs = {"a": [[1, 2, 3, 4]] * 2, "b": [[1, 2, 3, 4]] * 3}
+    response = api.post("/api/v1/models/adder/predict", {"inputs": inputs}, format="json")
+    assert response.status_code == 422, response.content
+    assert response.json()["error"]["code"] == "inference_failed"

@@ -1,0 +1,13 @@
+from django.http import HttpRequest
+from rest_framework.request import Request
+
+from apps.core.exceptions import InvalidInput
+
+
+def content_length(request: Request | HttpRequest) -> int:
+    """The request's declared body size; 400 for a Content-Length that is not a number."""
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        return max(int(raw), 0)
+    except ValueError as exc:
+        raise InvalidInput("Content-Length is not a number.", code="bad_request") from exc
