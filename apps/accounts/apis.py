@@ -21,8 +21,9 @@ from apps.core.schema import error_responses
 # --- JWT ------------------------------------------------------------------------------------------
 
 
-class TokenObtainApi(jwt_views.TokenObtainPairView):
-    """Username + password → access and refresh tokens. Failed attempts count per address."""
+class CountedFailuresMixin:
+    """Failed attempts at a token endpoint count against the client address (AUTH_FAILURE_RATE);
+    an address over the rate gets 429 before its credentials are looked at."""
 
     throttle_classes: list = []
 
@@ -35,14 +36,16 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
             raise
 
 
-class TokenRefreshApi(jwt_views.TokenRefreshView):
+class TokenObtainApi(CountedFailuresMixin, jwt_views.TokenObtainPairView):
+    """Username + password → access and refresh tokens."""
+
+
+class TokenRefreshApi(CountedFailuresMixin, jwt_views.TokenRefreshView):
     """A refresh token → a new access token and a new refresh token (the old one is blacklisted)."""
 
-    throttle_classes: list = []
 
-
-class TokenVerifyApi(jwt_views.TokenVerifyView):
-    throttle_classes: list = []
+class TokenVerifyApi(CountedFailuresMixin, jwt_views.TokenVerifyView):
+    """Whether a token is valid (200) or not (401)."""
 
 
 # --- API keys -------------------------------------------------------------------------------------

@@ -116,3 +116,14 @@ def test_x_forwarded_for_is_ignored_without_trusted_proxies(db, settings):
         for i in range(3)
     ]
     assert codes == [401, 401, 429]
+
+
+def test_failed_refresh_and_verify_calls_count_too(db, settings):
+    settings.AUTH_FAILURE_RATE = "2/min"
+    client = APIClient(REMOTE_ADDR="10.4.4.4")
+    codes = [
+        client.post("/api/v1/auth/token/refresh/", {"refresh": "forged"}, format="json").status_code,
+        client.post("/api/v1/auth/token/verify/", {"token": "forged"}, format="json").status_code,
+        client.post("/api/v1/auth/token/verify/", {"token": "forged"}, format="json").status_code,
+    ]
+    assert codes == [401, 401, 429]
