@@ -15,7 +15,7 @@ from apps.accounts import selectors, services
 from apps.accounts.authentication import check_auth_failures, record_auth_failure
 from apps.accounts.models import ApiKey
 from apps.core.exceptions import NotFound
-from apps.core.pagination import LimitOffsetPagination
+from apps.core.pagination import paginated_response
 from apps.core.schema import error_responses
 
 # --- JWT ------------------------------------------------------------------------------------------
@@ -112,9 +112,9 @@ class ApiKeyListCreateApi(KeyManagementApi):
         responses={200: ApiKeyOutputSerializer(many=True), **error_responses(403)},
     )
     def get(self, request: Request) -> Response:
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.api_key_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
+        return paginated_response(
+            request, self, selectors.api_key_list(user=request.user), ApiKeyOutputSerializer
+        )
 
     @extend_schema(
         operation_id="api_keys_create",

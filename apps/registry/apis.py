@@ -1,7 +1,5 @@
 """Registry API: models, versions (upload), aliases. Views are thin: parse, call, render."""
 
-from typing import Any
-
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -15,7 +13,7 @@ from apps.accounts.models import User
 from apps.accounts.permissions import RegistryScope, request_api_key
 from apps.core.exceptions import NotFound, PayloadTooLarge
 from apps.core.http import content_length
-from apps.core.pagination import LimitOffsetPagination
+from apps.core.pagination import paginated_response
 from apps.core.schema import error_responses
 from apps.registry import selectors, services
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
@@ -23,12 +21,6 @@ from apps.registry.preprocessing import PreprocessingConfigSerializer
 
 # Multipart framing around the file is small; allow for it when checking Content-Length.
 _MULTIPART_SLACK_BYTES = 1024 * 1024
-
-
-def _paginate(request: Request, view: APIView, queryset: Any, serializer_class: type) -> Response:
-    paginator = LimitOffsetPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 def _visible_model(request: Request, name: str) -> MLModel:
@@ -165,7 +157,7 @@ class ModelListCreateApi(RegistryApi):
     )
     def get(self, request: Request) -> Response:
         models = selectors.model_list_visible(user=request.user, api_key=request_api_key(request))
-        return _paginate(request, self, models, ModelOutputSerializer)
+        return paginated_response(request, self, models, ModelOutputSerializer)
 
     @extend_schema(
         operation_id="models_create",
@@ -237,7 +229,7 @@ class VersionListCreateApi(RegistryApi):
     def get(self, request: Request, name: str) -> Response:
         model = _visible_model(request, name)
         versions = selectors.version_list(model=model, status=request.query_params.get("status"))
-        return _paginate(request, self, versions, VersionOutputSerializer)
+        return paginated_response(request, self, versions, VersionOutputSerializer)
 
     @extend_schema(
         operation_id="versions_create",
@@ -362,7 +354,7 @@ class AliasHistoryApi(RegistryApi):
     def get(self, request: Request, name: str) -> Response:
         model = _visible_model(request, name)
         history = selectors.alias_history_list(model=model, name=request.query_params.get("alias"))
-        return _paginate(request, self, history, AliasHistoryOutputSerializer)
+        return paginated_response(request, self, history, AliasHistoryOutputSerializer)
 
 
 # --- Grants -----------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_a_crash_inside_validation_is_recorded_not_raised(monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("apps.registry.services.validate_model_file", crash)
+    monkeypatch.setattr("apps.registry.services.validating.validate_model_file", crash)
     validate_model_version(str(version.pk))
     version.refresh_from_db()
     assert version.status == "failed"
@@ -131,7 +131,7 @@ def test_the_reconciler_reenqueues_versions_whose_validation_is_owed(settings):
 @pytest.mark.django_db(transaction=True)
 def test_a_validating_worker_renews_its_lease(settings):
     from apps.registry.models import ModelVersion as MV
-    from apps.registry.services import _LeaseHeartbeat
+    from apps.registry.services.validating import _LeaseHeartbeat
     from tests.e2e.test_stack import wait_for
 
     settings.VALIDATION_HEARTBEAT_SECONDS = 0.05
