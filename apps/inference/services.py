@@ -461,15 +461,8 @@ def insert_predictions_spending_quota(user: User, amount: int, rows: list[dict[s
     (quota exceeded, or no usage row yet this month): the caller takes the slow path.
     """
     spend_sql, spend_params = quota_spend_statement(user=user, amount=amount)
+    sql = f"WITH spent AS ({spend_sql} RETURNING 1) {_insert_select_sql(len(rows))}"
     fields = _insert_fields()
-    casts = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
-    values = ", ".join([f"({casts})"] * len(rows))
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    table = connection.ops.quote_name(Prediction._meta.db_table)
-    sql = (
-        f"WITH spent AS ({spend_sql} RETURNING 1) "  # noqa: S608 (names from the models, values bound)
-        f"INSERT INTO {table} ({columns}) SELECT v.* FROM (VALUES {values}) AS v, spent"
-    )
     params = list(spend_params)
     for row in rows:
         params.extend(f.get_db_prep_save(row.get(f.attname), connection) for f in fields)
@@ -480,6 +473,17 @@ def insert_predictions_spending_quota(user: User, amount: int, rows: list[dict[s
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.rowcount == len(rows)
+
+
+@functools.cache
+def _insert_select_sql(row_count: int) -> str:
+    """INSERT … SELECT FROM (VALUES …), spent — built once per row count (a hot path)."""
+    fields = _insert_fields()
+    casts = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
+    values = ", ".join([f"({casts})"] * row_count)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(Prediction._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) SELECT v.* FROM (VALUES {values}) AS v, spent"  # noqa: S608
 
 
 @functools.cache
