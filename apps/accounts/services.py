@@ -141,12 +141,25 @@ def _touch(api_key: ApiKey) -> None:
     """Record use at most once per interval per key, across processes: a marker in the
     shared cache (`add` succeeds for one request per interval) gates the write. The key
     object itself is not written back to the cache, so a copy read before a concurrent
-    revocation is never re-cached after it."""
+    revocation is never re-cached after it. Each process asks the shared cache at most
+    once per interval per key."""
+    _touched.get_or_set(api_key.pk, lambda: _touch_shared(api_key))
+
+
+def _touch_shared(api_key: ApiKey) -> bool:
     interval = settings.API_KEY_LAST_USED_INTERVAL_SECONDS
     if cache.add(f"apikey-used:{api_key.pk}", 1, interval):
         now = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+    return True
+
+
+# A process that has passed the shared marker skips it for the rest of the interval: no
+# cache round trip per request (off where the per-process caches are off, as in tests).
+_touched = LocalTTLCache(
+    ttl=lambda: settings.API_KEY_LAST_USED_INTERVAL_SECONDS if settings.LOCAL_CACHE_SECONDS > 0 else 0
+)
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:

@@ -120,3 +120,29 @@ def test_last_used_is_written_at_most_once_a_minute(key_client):
     cache.delete(f"apikey-used:{client.api_key.pk}")  # as the marker expires after a minute
     client.get(URL)
     assert ApiKey.objects.get(pk=client.api_key.pk).last_used_at > first - dt.timedelta(minutes=1)
+
+
+def test_a_process_asks_the_shared_marker_once_per_interval(key_client, settings, monkeypatch):
+    from apps.accounts import services
+
+    settings.LOCAL_CACHE_SECONDS = 2
+    services._touched.clear()
+    services._local_keys.clear()
+    client = key_client()
+    calls = []
+
+    class CountingCache:
+        def __getattr__(self, name):
+            return getattr(cache, name)
+
+        def add(self, key, *args, **kwargs):
+            calls.append(key)
+            return cache.add(key, *args, **kwargs)
+
+    monkeypatch.setattr(services, "cache", CountingCache())
+    for _ in range(3):
+        assert client.get(URL).status_code == 200
+    assert [c for c in calls if c.startswith("apikey-used:")] == [f"apikey-used:{client.api_key.pk}"]
+    assert ApiKey.objects.get(pk=client.api_key.pk).last_used_at is not None
+    services._touched.clear()
+    services._local_keys.clear()
