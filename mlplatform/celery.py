@@ -11,3 +11,4 @@ app = Celery("mlplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Tasks live in the top-level `workers` package, not inside the apps.
 app.autodiscover_tasks(["workers"], related_name="registry")
+app.autodiscover_tasks(["workers"], related_name="jobs")

@@ -12,7 +12,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-.venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,default --concurrency=1 &
+.venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,jobs,default --concurrency=1 &
 WORKER_PID=$!
 # The same application server as production (gunicorn.conf.py), bound to this machine only.
 # One process: on the embedded default the rate counters and caches live in process memory.

@@ -42,6 +42,10 @@ class Prediction(models.Model):
     latency_ms = models.FloatField(null=True, blank=True)
     request_id = models.CharField(max_length=128, blank=True, db_index=True)
     client_address = models.CharField(max_length=64, blank=True)
+    # A job's item has at most one audit row: a re-run after a lost worker cannot write a second.
+    job_item = models.OneToOneField(
+        "jobs.JobItem", null=True, blank=True, on_delete=models.SET_NULL, related_name="prediction"
+    )
 
     class Meta:
         ordering = ["-id"]

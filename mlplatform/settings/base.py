@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.registry",
     "apps.inference",
+    "apps.jobs",
 ]
 
 MIDDLEWARE = [
@@ -135,6 +136,29 @@ PREDICT_DEFAULT_TOP_K = 5
 PREDICT_MAX_TOP_K = 100
 DATA_UPLOAD_MAX_MEMORY_SIZE = SYNC_MAX_BODY_BYTES  # JSON bodies with base64 images
 
+# --- Batch jobs (docs/workers.md) ---------------------------------------------------
+JOB_MAX_ITEMS = env.int("JOB_MAX_ITEMS", default=10_000)
+JOB_MAX_ITEM_BYTES = env.int("JOB_MAX_ITEM_BYTES", default=50 * 1024 * 1024)
+JOB_MAX_BYTES = env.int("JOB_MAX_BYTES", default=2 * 1024 * 1024 * 1024)
+# Multipart files per request (Django's guard); bigger jobs come as a zip or tar.
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=1000)
+JOB_BATCH_SIZE = env.int("JOB_BATCH_SIZE", default=32)  # items per model call
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=30)
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_QUEUED_GRACE_SECONDS = env.int("JOB_QUEUED_GRACE_SECONDS", default=30)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
+JOB_PROGRESS_INTERVAL_SECONDS = env.float("JOB_PROGRESS_INTERVAL_SECONDS", default=1.0)
+JOB_SOFT_TIME_LIMIT_SECONDS = env.int("JOB_SOFT_TIME_LIMIT_SECONDS", default=60 * 60)
+JOB_TIME_LIMIT_SECONDS = env.int("JOB_TIME_LIMIT_SECONDS", default=65 * 60)
+# Publishing a job's message: a few quick tries, then leave it to the reconciler.
+JOB_ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# Webhooks: private, loopback and link-local receivers are refused unless listed here (CIDRs).
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0)
+WEBHOOK_READ_TIMEOUT_SECONDS = env.float("WEBHOOK_READ_TIMEOUT_SECONDS", default=10.0)
+
 # --- Celery --------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
 BROKER_DIR = Path(env("BROKER_DIR", default=str(VAR_DIR / "broker")))
@@ -154,7 +178,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A task not acknowledged within this time is redelivered; it must exceed the
     # longest task (the hard time limit below), or long tasks would run twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 60 * 60}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 60 * 60}  # > JOB_TIME_LIMIT_SECONDS
 # Results live in PostgreSQL rows (the version's status), not in Celery.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -167,16 +191,33 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # idempotent tasks are routed here.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Defaults for every task; the job task has its own, longer limits (below).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=35 * 60)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Three queues, so a flood of one kind of work never starves another (docs/workers.md):
+# `validation` (model checks), `jobs` (batch inference), `default` (small tasks:
+# reconcilers, webhooks). Inference queues want prefetch 1 (above).
+CELERY_TASK_ROUTES = {
+    "workers.registry.validate_model_version": {"queue": "validation"},
+    "workers.jobs.run_job": {"queue": "jobs"},
+    "workers.registry.reconcile": {"queue": "default"},
+    "workers.jobs.reconcile": {"queue": "default"},
+    "workers.jobs.deliver_webhook": {"queue": "default"},
+}
 # The database is the source of truth; the broker only rings the bell. Beat runs the
-# reconciler, which re-enqueues validations owed after a lost message or a dead worker.
+# reconcilers, which re-enqueue work owed after a lost message, a dead worker or a
+# broker restart.
 CELERY_BEAT_SCHEDULE = {
     "reconcile-versions": {"task": "workers.registry.reconcile", "schedule": 60.0},
+    "reconcile-jobs": {
+        "task": "workers.jobs.reconcile",
+        "schedule": env.float("JOB_RECONCILE_INTERVAL_SECONDS", default=15.0),
+    },
 }
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_TASK_ROUTES = {"workers.registry.*": {"queue": "validation"}}
+CELERY_BEAT_SCHEDULE_FILENAME = env(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule")
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -1,0 +1,205 @@
+"""What a job submission carries, as a stream of inputs: multipart files, archives
+(zip or tar, optionally compressed), base64 images in JSON, or tensors in JSON.
+
+Archives are read member by member with every size capped as it is read (the
+sizes an archive declares can lie), so a zip bomb costs at most the limits.
+Members are never extracted by name: a path-traversal entry (`../x`, `/etc/x`)
+or a link refuses the whole archive, to say clearly that it is unsafe.
+"""
+
+import base64
+import binascii
+import json
+import posixpath
+import tarfile
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.conf import settings
+
+from apps.core.exceptions import InvalidInput, PayloadTooLarge
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class JobInput:
+    data: bytes
+    filename: str = ""
+    content_type: str = ""
+
+
+class Budget:
+    """The job's limits, spent as inputs are read: item count and total bytes."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.bytes = 0
+
+    def take(self, size: int) -> None:
+        self.items += 1
+        self.bytes += size
+        if self.items > settings.JOB_MAX_ITEMS:
+            raise PayloadTooLarge(
+                f"A job takes at most {settings.JOB_MAX_ITEMS} inputs.",
+                code="too_many_items",
+                details={"max_items": settings.JOB_MAX_ITEMS},
+            )
+        if self.bytes > settings.JOB_MAX_BYTES:
+            raise PayloadTooLarge(
+                f"A job's inputs may total at most {settings.JOB_MAX_BYTES} bytes.",
+                code="job_too_large",
+                details={"limit_bytes": settings.JOB_MAX_BYTES},
+            )
+
+
+def _item_too_large(name: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Input '{name}' is over the per-input limit of {settings.JOB_MAX_ITEM_BYTES} bytes.",
+        code="input_too_large",
+        details={"filename": name, "limit_bytes": settings.JOB_MAX_ITEM_BYTES},
+    )
+
+
+def read_capped(stream: IO[bytes], name: str) -> bytes:
+    """Read at most JOB_MAX_ITEM_BYTES; more is an error (whatever size was declared)."""
+    limit = settings.JOB_MAX_ITEM_BYTES
+    parts, size = [], 0
+    while chunk := stream.read(min(_CHUNK, limit + 1 - size)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _item_too_large(name)
+    return b"".join(parts)
+
+
+def uploaded_files(files: Iterable[Any]) -> Iterator[JobInput]:
+    for upload in files:
+        if upload.size is not None and upload.size > settings.JOB_MAX_ITEM_BYTES:
+            raise _item_too_large(upload.name)
+        yield JobInput(
+            data=read_capped(upload, upload.name),
+            filename=upload.name or "",
+            content_type=upload.content_type,
+        )
+
+
+def _unsafe(name: str, reason: str) -> InvalidInput:
+    return InvalidInput(
+        f"The archive is unsafe: entry '{name[:200]}' {reason}.",
+        code="unsafe_archive",
+        details={"entry": name[:200]},
+    )
+
+
+def _check_member_name(name: str) -> None:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise _unsafe(name, "has an absolute path")
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise _unsafe(name, "climbs out of the archive (..)")
+
+
+def _skipped(name: str) -> bool:
+    """Directory entries and operating-system litter (macOS resource forks, dotfiles)."""
+    base = posixpath.basename(name.rstrip("/"))
+    return not base or base.startswith(".") or "__MACOSX/" in name
+
+
+def archive_inputs(upload: Any) -> Iterator[JobInput]:
+    """The files inside one uploaded zip or tar archive, in archive order."""
+    name = getattr(upload, "name", "") or "archive"
+    head = upload.read(8)
+    upload.seek(0)
+    if head.startswith(b"PK"):
+        yield from _zip_inputs(upload)
+        return
+    try:
+        archive = tarfile.open(fileobj=upload, mode="r:*")  # noqa: SIM115 (closed by the with below)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InvalidInput(
+            f"'{name}' is not a zip or tar archive this server can read.", code="invalid_archive"
+        ) from exc
+    with archive:
+        yield from _tar_inputs(archive)
+
+
+def _zip_inputs(upload: Any) -> Iterator[JobInput]:
+    try:
+        archive = zipfile.ZipFile(upload)
+        members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InvalidInput("The zip archive is corrupt.", code="invalid_archive") from exc
+    with archive:
+        if len(members) > settings.JOB_MAX_ITEMS * 2:
+            raise PayloadTooLarge("The archive has too many entries.", code="too_many_items")
+        for info in members:
+            _check_member_name(info.filename)
+            if info.is_dir() or _skipped(info.filename):
+                continue
+            if info.file_size > settings.JOB_MAX_ITEM_BYTES:
+                raise _item_too_large(info.filename)
+            try:
+                with archive.open(info) as member:
+                    data = read_capped(member, info.filename)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+                raise InvalidInput(
+                    f"The zip archive is corrupt at '{info.filename[:200]}'.", code="invalid_archive"
+                ) from exc
+            yield JobInput(data=data, filename=info.filename[:255])
+
+
+def _tar_inputs(archive: tarfile.TarFile) -> Iterator[JobInput]:
+    try:
+        for member in archive:
+            _check_member_name(member.name)
+            if member.isdir() or _skipped(member.name):
+                continue
+            if not member.isfile():
+                raise _unsafe(member.name, "is a link or a device, not a file")
+            if member.size > settings.JOB_MAX_ITEM_BYTES:
+                raise _item_too_large(member.name)
+            stream = archive.extractfile(member)
+            if stream is None:
+                continue
+            yield JobInput(data=read_capped(stream, member.name), filename=member.name[:255])
+    except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InvalidInput("The tar archive is corrupt.", code="invalid_archive") from exc
+
+
+def base64_images(values: list[Any]) -> Iterator[JobInput]:
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InvalidInput(f"Image {index} must be a base64 string.", code="invalid_image")
+        content_type = ""
+        if value.startswith("data:"):
+            header, _, value = value.partition(",")
+            content_type = header[5:].split(";")[0]
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput(f"Image {index} is not valid base64.", code="invalid_image") from exc
+        if len(data) > settings.JOB_MAX_ITEM_BYTES:
+            raise _item_too_large(f"images[{index}]")
+        yield JobInput(data=data, content_type=content_type)
+
+
+def tensor_inputs(values: list[Any]) -> Iterator[JobInput]:
+    """One item per entry: its named tensors, stored as JSON and checked when the item runs."""
+    for index, value in enumerate(values):
+        if not isinstance(value, dict) or not value:
+            raise InvalidInput(f"inputs[{index}] must be an object of named tensors.", code="invalid_tensor")
+        yield JobInput(
+            data=json.dumps(value, allow_nan=True).encode(),
+            filename=f"inputs[{index}]",
+            content_type="application/json",
+        )
+
+
+def chain_limited(sources: Iterable[Iterator[JobInput]], budget: Budget) -> Iterator[JobInput]:
+    for source in sources:
+        for item in source:
+            budget.take(len(item.data))
+            yield item

@@ -1,0 +1,147 @@
+"""Batch jobs: the database is the source of truth, the broker only a doorbell.
+
+A job pins one model version at submission. Its inputs are stored files, one
+`JobItem` each, committed before anything is enqueued. A worker claims the job
+(a conditional UPDATE), holds a lease it renews, and writes each item's result
+once: an item moves from `pending` only under the lease, and its audit
+`Prediction` is unique per item (`Prediction.job_item`).
+"""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class BatchJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    # Copied in, so a job still reads correctly after its model or version is deleted.
+    model_name = models.CharField(max_length=100)
+    version_number = models.PositiveIntegerField()
+    alias = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=8, choices=[("image", "image"), ("tensor", "tensor")])
+    top_k = models.PositiveSmallIntegerField(default=5)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0, help_text="Items with a result (succeeded or failed).")
+    failed_items = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True, help_text="sha256 of what was submitted.")
+    webhook_url = models.URLField(max_length=2000, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    client_address = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    # Delivery and the lease: see apps/jobs/services/running.py.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True)
+    items_per_second = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="job_unique_idempotency_key",
+            )
+        ]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="job_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.model_name} v{self.version_number}, {self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class JobItem(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="items")
+    index = models.PositiveIntegerField()
+    filename = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    input_sha256 = models.CharField(max_length=64)
+    input_name = models.CharField(max_length=500, blank=True, help_text="The stored input (storage name).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    output = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="job_item_unique_index")]
+        indexes = [models.Index(fields=["job", "status", "index"], name="job_item_status")]
+
+    def __str__(self) -> str:
+        return f"item {self.index} of {self.job_id} ({self.status})"
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class WebhookSecret(models.Model):
+    """The per-user secret that signs the platform's webhook deliveries (HMAC-SHA256)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret"
+    )
+    secret = models.CharField(max_length=64, default=_new_secret)
+    rotated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"webhook secret of {self.user_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver a job's completion webhook: every attempt is kept."""
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    attempt = models.PositiveSmallIntegerField()
+    url = models.URLField(max_length=2000)
+    event = models.CharField(max_length=50, default="job.finished")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    succeeded = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "attempt"]
+
+    def __str__(self) -> str:
+        return f"webhook {self.attempt} of {self.job_id}: {self.status_code or self.error[:40]}"

@@ -1,0 +1,470 @@
+"""Running a job on a worker: claim, process in batches under a lease, finish; and the
+reconciler that makes a lost message, a dead worker or a broker restart cost a delay.
+
+Exactly once per item: an item leaves `pending` only in a transaction that holds
+the job row locked under this worker's lease token, and its audit `Prediction`
+is unique per item. A worker that lost its lease (it stalled and another worker
+took over) finds the token changed and stops without writing.
+"""
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.core.exceptions import ApplicationError, UnprocessableInput
+from apps.inference import postprocessing, preprocessing
+from apps.inference import services as inference
+from apps.inference.models import Prediction
+from apps.jobs.models import BatchJob, JobItem
+from apps.registry.models import MLModel, ModelVersion
+from apps.registry.storage import model_store
+
+logger = logging.getLogger(__name__)
+
+
+# --- Claim and lease -------------------------------------------------------------------------------
+
+
+def _claimable(now: dt.datetime) -> Q:
+    return Q(status=BatchJob.Status.QUEUED) | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now)
+
+
+def _claim(job_id: str, worker: str) -> str | None:
+    """Take the job if it is queued or its lease has expired: one conditional UPDATE, so
+    of two workers given the same job only one gets it."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = BatchJob.objects.filter(
+        _claimable(now),
+        pk=job_id,
+        attempts__lt=settings.JOB_MAX_ATTEMPTS,
+        cancel_requested_at__isnull=True,
+    ).update(
+        status=BatchJob.Status.RUNNING,
+        lease_token=token,
+        lease_expires_at=now + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS),
+        attempts=F("attempts") + 1,
+        started_at=Coalesce(F("started_at"), now),
+        worker=worker[:255],
+    )
+    return token if claimed else None
+
+
+class _Lease:
+    """Renews the job's lease every JOB_HEARTBEAT_SECONDS while the worker works. If the
+    renewal finds the token gone (the job was taken over or finished), `lost` is set."""
+
+    def __init__(self, job_id: uuid.UUID, token: str) -> None:
+        self.job_id, self.token = job_id, token
+        self.lost = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
+                try:
+                    renewed = BatchJob.objects.filter(
+                        pk=self.job_id, lease_token=self.token, status=BatchJob.Status.RUNNING
+                    ).update(
+                        lease_expires_at=timezone.now() + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
+                    )
+                except Exception:  # the database blinked: try again at the next beat
+                    logger.warning("Lease renewal for job %s failed", self.job_id, exc_info=True)
+                    continue
+                if not renewed:
+                    self.lost = True
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+
+    def release(self) -> None:
+        """Let the reconciler hand the job on at its next pass instead of after the lease."""
+        BatchJob.objects.filter(pk=self.job_id, lease_token=self.token).update(
+            lease_expires_at=timezone.now()
+        )
+
+
+# --- Running ------------------------------------------------------------------------------------------
+
+
+def job_run(*, job_id: str, worker: str = "") -> str:
+    """Run (or resume) a job; returns what happened: `succeeded`, `cancelled`, `failed`,
+    `not_claimed` (another worker has it, or it is finished) or `lease_lost`."""
+    token = _claim(job_id, worker)
+    if token is None:
+        return _settle_unclaimable(job_id)
+    job = BatchJob.objects.select_related("model_version__model").get(pk=job_id)
+    lease = _Lease(job.pk, token)
+    try:
+        return _process(job, lease)
+    except BaseException as exc:
+        # A crash (a bug, a time limit, a lost database): keep the reason, give the lease
+        # back so the reconciler resumes the job soon; attempts are capped at the claim.
+        logger.exception("Job %s crashed on attempt %s", job_id, job.attempts + 1)
+        BatchJob.objects.filter(pk=job.pk, lease_token=token).update(
+            lease_expires_at=timezone.now(),
+            error_code="worker_error",
+            error_message=f"Attempt crashed: {type(exc).__name__}: {exc}"[:1000],
+        )
+        raise
+    finally:
+        lease.stop()
+
+
+def _settle_unclaimable(job_id: str) -> str:
+    """A job nobody may claim any more: attempts exhausted (a poison job) → failed; a
+    cancel asked of a job whose worker died → cancelled."""
+    now = timezone.now()
+    stuck = BatchJob.objects.filter(_claimable(now), pk=job_id)
+    if stuck.filter(cancel_requested_at__isnull=False).exists():
+        _finish_without_worker(job_id, BatchJob.Status.CANCELLED)
+        return "cancelled"
+    if stuck.filter(attempts__gte=settings.JOB_MAX_ATTEMPTS).exists():
+        _finish_without_worker(
+            job_id,
+            BatchJob.Status.FAILED,
+            code="attempts_exhausted",
+            message=f"The job did not finish in {settings.JOB_MAX_ATTEMPTS} attempts.",
+        )
+        return "failed"
+    return "not_claimed"
+
+
+@dataclass
+class _Result:
+    item: JobItem
+    status: str = JobItem.Status.SUCCEEDED
+    output: dict[str, Any] = field(default_factory=dict)
+    audit_output: dict[str, Any] = field(default_factory=dict)
+    error_code: str = ""
+    error_message: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, code: str, message: str) -> None:
+        self.status, self.error_code, self.error_message = JobItem.Status.FAILED, code, message[:1000]
+        self.output = self.audit_output = {}
+
+
+def _process(job: BatchJob, lease: _Lease) -> str:
+    version = job.model_version
+    if version is None:
+        return _finish(
+            job, lease, BatchJob.Status.FAILED, "version_deleted", "The pinned version was deleted."
+        )
+    try:
+        loaded = inference.loaded_model(version)
+    except Exception as exc:
+        logger.exception("Job %s: could not load version %s", job.pk, version.pk)
+        return _finish(
+            job, lease, BatchJob.Status.FAILED, "model_load_failed", f"Could not load model: {exc}"
+        )
+    progress = _Progress(job)
+    while True:
+        if lease.lost:
+            return "lease_lost"
+        pending = list(
+            JobItem.objects.filter(job=job, status=JobItem.Status.PENDING).order_by("index")[
+                : settings.JOB_BATCH_SIZE
+            ]
+        )
+        if not pending:
+            return _finish(job, lease, BatchJob.Status.SUCCEEDED)
+        started = time.perf_counter()
+        results = _compute(job, version, loaded, pending)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        with transaction.atomic():
+            current = (
+                BatchJob.objects.select_for_update()
+                .filter(pk=job.pk, lease_token=lease.token, status=BatchJob.Status.RUNNING)
+                .values("cancel_requested_at")
+                .first()
+            )
+            if current is None:
+                return "lease_lost"
+            _write(job, results, elapsed_ms / len(results))
+            progress.record(results)
+        if current["cancel_requested_at"] is not None:
+            return _finish(job, lease, BatchJob.Status.CANCELLED)
+
+
+class _Progress:
+    """Counts and speed, written to the job row at most once per JOB_PROGRESS_INTERVAL_SECONDS."""
+
+    def __init__(self, job: BatchJob) -> None:
+        self.job = job
+        self.started = time.monotonic()
+        self.processed = 0
+        self.flushed_at = 0.0
+
+    def record(self, results: list[_Result]) -> None:
+        self.processed += len(results)
+        now = time.monotonic()
+        if now - self.flushed_at < settings.JOB_PROGRESS_INTERVAL_SECONDS:
+            return
+        self.flushed_at = now
+        counts = _counts(self.job.pk)
+        rate = self.processed / max(now - self.started, 1e-6)
+        BatchJob.objects.filter(pk=self.job.pk).update(
+            **counts, items_per_second=round(rate, 2), progress_at=timezone.now()
+        )
+
+
+def _counts(job_id: uuid.UUID) -> dict[str, int]:
+    finished = ~Q(status=JobItem.Status.PENDING)
+    return JobItem.objects.filter(job_id=job_id).aggregate(
+        done=Count("pk", filter=finished), failed_items=Count("pk", filter=Q(status=JobItem.Status.FAILED))
+    )
+
+
+def _compute(job: BatchJob, version: ModelVersion, loaded: Any, items: list[JobItem]) -> list[_Result]:
+    results = [_Result(item=item, meta=_meta(job, item)) for item in items]
+    if job.kind == "tensor":
+        for result in results:
+            _compute_tensor(version, loaded, result)
+        return results
+    arrays: dict[int, np.ndarray] = {}
+    for position, result in enumerate(results):
+        array = _preprocess_image(version, result)
+        if array is not None:
+            arrays[position] = array
+    by_shape: dict[tuple, list[int]] = {}
+    for position, array in arrays.items():
+        by_shape.setdefault(array.shape, []).append(position)
+    spec = version.signature.get("inputs", [{}])[0]
+    for positions in by_shape.values():  # one model call per batch (per shape, if sizes differ)
+        batch = np.stack([arrays[p] for p in positions])
+        try:
+            outputs = inference._infer_unlimited(
+                loaded, {spec["name"]: batch}, batched=True, dynamic=version.signature.get("dynamic_batch")
+            )
+        except UnprocessableInput as exc:
+            for p in positions:
+                results[p].fail(exc.code, exc.message)
+            continue
+        _postprocess_images(version, job.top_k, loaded, outputs, [results[p] for p in positions])
+    return results
+
+
+def _meta(job: BatchJob, item: JobItem) -> dict[str, Any]:
+    meta: dict[str, Any] = {"kind": job.kind, "size": item.size, "job": str(job.pk), "index": item.index}
+    if item.content_type:
+        meta["content_type"] = item.content_type
+    if item.filename:
+        meta["filename"] = item.filename[:200]
+    return meta
+
+
+def _read(result: _Result) -> bytes | None:
+    try:
+        with model_store.open(result.item.input_name, "rb") as stored:
+            return stored.read()
+    except (OSError, ValueError):
+        result.fail("input_missing", "The stored input could not be read.")
+        return None
+
+
+def _preprocess_image(version: ModelVersion, result: _Result) -> np.ndarray | None:
+    inputs = version.signature.get("inputs", [])
+    if len(inputs) != 1:
+        result.fail("images_not_supported", f"This model takes {len(inputs)} inputs; send named tensors.")
+        return None
+    data = _read(result)
+    if data is None:
+        return None
+    try:
+        decoded = preprocessing.decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+        result.meta.update(format=decoded.format, width=decoded.width, height=decoded.height)
+        array = preprocessing.image_to_array(
+            decoded.image, version.preprocessing, max_pixels=settings.MAX_IMAGE_PIXELS
+        )
+        preprocessing.check_shape(inputs[0]["name"], array[None], inputs[0]["shape"])
+    except ApplicationError as exc:
+        result.fail(exc.code, exc.message)
+        return None
+    except Exception as exc:  # Pillow can raise almost anything on hostile files: the item's fault
+        result.fail("invalid_image", f"The input could not be decoded: {type(exc).__name__}.")
+        return None
+    return array
+
+
+def _postprocess_images(
+    version: ModelVersion, k: int, loaded: Any, outputs: dict[str, np.ndarray], results: list[_Result]
+) -> None:
+    if version.model.task == MLModel.Task.IMAGE_CLASSIFICATION:
+        rows = postprocessing.top_k(
+            outputs[loaded.output_names[0]],
+            version.labels,
+            k,
+            apply_softmax=version.preprocessing.get("softmax", False),
+        )
+        for result, row in zip(results, rows, strict=True):
+            result.output = result.audit_output = {"top_k": row}
+        return
+    for i, result in enumerate(results):
+        result.output = {
+            "outputs": {n: postprocessing.tensor_to_json(a[i : i + 1]) for n, a in outputs.items()}
+        }
+        result.audit_output = {
+            "outputs": {n: postprocessing.tensor_summary(a[i : i + 1]) for n, a in outputs.items()}
+        }
+
+
+def _compute_tensor(version: ModelVersion, loaded: Any, result: _Result) -> None:
+    data = _read(result)
+    if data is None:
+        return
+    try:
+        inputs = json.loads(data)
+        result.meta["names"] = sorted(inputs)
+        feeds = preprocessing.parse_tensor_inputs(
+            inputs,
+            version.signature.get("inputs", []),
+            non_finite=version.preprocessing.get("non_finite", "reject"),
+        )
+        result.meta["tensors"] = {
+            n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in feeds.items()
+        }
+        outputs = inference._infer_unlimited(loaded, feeds, batched=False, dynamic=False)
+    except ApplicationError as exc:
+        result.fail(exc.code, exc.message)
+        return
+    except (ValueError, TypeError) as exc:
+        result.fail("invalid_tensor", f"The input could not be read: {exc}")
+        return
+    result.output = {"outputs": {n: postprocessing.tensor_to_json(a) for n, a in outputs.items()}}
+    result.audit_output = {"outputs": {n: postprocessing.tensor_summary(a) for n, a in outputs.items()}}
+
+
+def _write(job: BatchJob, results: list[_Result], latency_ms: float) -> None:
+    """Each item's result and its audit row, in bulk (inside the lease-checked transaction)."""
+    now = timezone.now()
+    for result in results:
+        item = result.item
+        item.status, item.output = result.status, result.output
+        item.error_code, item.error_message, item.finished_at = result.error_code, result.error_message, now
+    JobItem.objects.bulk_update(
+        [r.item for r in results], ["status", "output", "error_code", "error_message", "finished_at"]
+    )
+    inference.insert_predictions(
+        [
+            {
+                "created_at": now,
+                "user_id": job.owner_id,
+                "api_key_id": job.api_key_id,
+                "model_version_id": job.model_version_id,
+                "model_name": job.model_name,
+                "version_number": job.version_number,
+                "alias": job.alias,
+                "source": Prediction.Source.JOB,
+                "input_sha256": r.item.input_sha256,
+                "input_meta": r.meta,
+                "output": r.audit_output,
+                "status": r.status,
+                "error_code": r.error_code,
+                "error_message": r.error_message,
+                "latency_ms": round(latency_ms, 3),
+                "request_id": job.request_id,
+                "client_address": job.client_address,
+                "job_item_id": r.item.pk,
+            }
+            for r in results
+        ]
+    )
+
+
+def _finish(job: BatchJob, lease: _Lease, status: str, code: str = "", message: str = "") -> str:
+    with transaction.atomic():
+        locked = BatchJob.objects.select_for_update().filter(
+            pk=job.pk, lease_token=lease.token, status=BatchJob.Status.RUNNING
+        )
+        if not locked.exists():
+            return "lease_lost"
+        _settle(job.pk, status, code, message, locked)
+    return status
+
+
+def _finish_without_worker(job_id: Any, status: str, code: str = "", message: str = "") -> None:
+    with transaction.atomic():
+        locked = BatchJob.objects.select_for_update().filter(_claimable(timezone.now()), pk=job_id)
+        if locked.exists():
+            _settle(job_id, status, code, message, locked)
+
+
+def _settle(job_id: Any, status: str, code: str, message: str, locked: Any) -> None:
+    now = timezone.now()
+    job = BatchJob.objects.get(pk=job_id)
+    elapsed = (now - job.started_at).total_seconds() if job.started_at else None
+    counts = _counts(job_id)
+    changes: dict[str, Any] = {
+        **counts,
+        "status": status,
+        "finished_at": now,
+        "lease_token": "",
+        "lease_expires_at": None,
+        "progress_at": now,
+    }
+    if elapsed:
+        changes["items_per_second"] = round(counts["done"] / elapsed, 2)
+    if code or status != BatchJob.Status.FAILED:
+        changes.update(error_code=code, error_message=message[:1000])
+    locked.update(**changes)
+    if job.webhook_url:
+        transaction.on_commit(lambda: _enqueue_webhook(job_id))
+    logger.info("Job %s %s: %s done, %s failed", job_id, status, counts["done"], counts["failed_items"])
+
+
+def _enqueue_webhook(job_id: Any) -> None:
+    from workers.jobs import deliver_job_webhook
+
+    try:
+        deliver_job_webhook.apply_async(args=[str(job_id), 1], retry=False)
+    except Exception:
+        logger.warning("Could not enqueue the webhook of job %s", job_id, exc_info=True)
+
+
+# --- The reconciler ----------------------------------------------------------------------------------
+
+
+def reconcile_jobs() -> dict[str, list[str]]:
+    """Periodic (Celery beat): enqueue again every job owed a worker — queued for longer
+    than JOB_QUEUED_GRACE_SECONDS since it was last enqueued (a lost message, a broker
+    restart, a failed enqueue), or running under an expired lease (a dead worker). A job
+    out of attempts ends `failed`; a cancelled one whose worker died ends `cancelled`."""
+    from apps.jobs.services.submitting import enqueue_job
+
+    now = timezone.now()
+    grace = now - dt.timedelta(seconds=settings.JOB_QUEUED_GRACE_SECONDS)
+    owed = BatchJob.objects.filter(
+        Q(status=BatchJob.Status.QUEUED, enqueued_at__lt=grace)
+        | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now)
+    ).order_by("created_at")
+    report: dict[str, list[str]] = {"enqueued": [], "settled": []}
+    for job_id in owed.values_list("pk", flat=True)[:500]:
+        if _settle_unclaimable(str(job_id)) != "not_claimed":
+            report["settled"].append(str(job_id))
+            continue
+        # Stamped first: a job is enqueued again at most once per grace period.
+        BatchJob.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
+        enqueue_job(job_id)
+        report["enqueued"].append(str(job_id))
+    if report["enqueued"] or report["settled"]:
+        logger.info("Job reconciler: %s", report)
+    return report

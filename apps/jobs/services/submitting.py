@@ -1,0 +1,198 @@
+"""Submitting a job: resolve and pin the version, store every input, commit, then enqueue.
+
+Order matters for durability: inputs are stored and the job committed before
+anything is enqueued, and the enqueue happens on commit. If the broker is down,
+the job stays `queued` and the reconciler enqueues it later; a 202 always means
+a job that will run.
+"""
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.accounts.models import ApiKey, User
+from apps.accounts.services import quota_consume
+from apps.core.exceptions import Conflict, InvalidInput
+from apps.inference.services import resolve_target
+from apps.jobs import webhooks
+from apps.jobs.inputs import Budget, JobInput, chain_limited
+from apps.jobs.models import BatchJob, JobItem
+from apps.registry.models import ModelVersion
+from apps.registry.storage import model_store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobSubmission:
+    """What a client asked for; `sources` yields the inputs (read once, lazily)."""
+
+    user: User
+    api_key: ApiKey | None
+    model: str
+    version: int | None = None
+    alias: str | None = None
+    kind: str = "image"
+    top_k: int = 5
+    webhook_url: str = ""
+    idempotency_key: str = ""
+    request_id: str = ""
+    client_address: str = ""
+    sources: list[Iterator[JobInput]] = field(default_factory=list)
+
+
+def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
+    """Create a job, or return the one this idempotency key already made.
+
+    Returns (job, created). The same key with a different submission is a 409.
+    Two requests with one key at the same moment make one job: the unique
+    constraint on (owner, key) decides, and the loser answers with the winner's job.
+    """
+    _, version, alias = resolve_target(
+        user=submission.user,
+        api_key=submission.api_key,
+        name=submission.model,
+        version=submission.version,
+        alias=submission.alias,
+    )
+    if version.status != ModelVersion.Status.READY:
+        raise Conflict(
+            f"Version {version.number} is {version.status}; only a ready version runs jobs.",
+            code="version_not_ready",
+            details={"version": version.number, "status": version.status},
+        )
+    if submission.webhook_url:
+        submission.webhook_url = webhooks.check_webhook_url(submission.webhook_url)
+    existing = _existing(submission)
+    job_id = uuid.uuid4()
+    stored: list[str] = []
+    try:
+        items, fingerprint = _store_inputs(job_id, submission, version, alias, stored)
+        if existing is not None:
+            return _replay(existing, fingerprint), False
+        try:
+            job = _create(job_id, submission, version, alias, items, fingerprint)
+        except IntegrityError:
+            # Another request with this key committed first (the unique constraint decided).
+            winner = _existing(submission)
+            if winner is None:
+                raise
+            return _replay(winner, fingerprint), False
+    except BaseException:
+        _delete_files(stored)
+        raise
+    return job, True
+
+
+def _existing(submission: JobSubmission) -> BatchJob | None:
+    if not submission.idempotency_key:
+        return None
+    return BatchJob.objects.filter(owner=submission.user, idempotency_key=submission.idempotency_key).first()
+
+
+def _replay(job: BatchJob, fingerprint: str) -> BatchJob:
+    if job.fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was used for a different job.",
+            code="idempotency_key_reused",
+            details={"job": str(job.id)},
+        )
+    return job
+
+
+def _store_inputs(
+    job_id: uuid.UUID,
+    submission: JobSubmission,
+    version: ModelVersion,
+    alias: str,
+    stored: list[str],
+) -> tuple[list[JobItem], str]:
+    """Store each input as it is read, and fingerprint the whole submission."""
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [submission.model, version.pk, alias, submission.kind, submission.top_k, submission.webhook_url]
+        ).encode()
+    )
+    items = []
+    for index, item in enumerate(chain_limited(submission.sources, Budget())):
+        digest = hashlib.sha256(item.data).hexdigest()
+        fingerprint.update(digest.encode())
+        name = model_store.save(f"jobs/{job_id}/{index:06d}", ContentFile(item.data))
+        stored.append(name)
+        items.append(
+            JobItem(
+                index=index,
+                filename=item.filename,
+                content_type=item.content_type[:100],
+                size=len(item.data),
+                input_sha256=digest,
+                input_name=name,
+            )
+        )
+    if not items:
+        raise InvalidInput("The job has no inputs.", code="empty_job")
+    return items, fingerprint.hexdigest()
+
+
+@transaction.atomic
+def _create(
+    job_id: uuid.UUID,
+    submission: JobSubmission,
+    version: ModelVersion,
+    alias: str,
+    items: list[JobItem],
+    fingerprint: str,
+) -> BatchJob:
+    job = BatchJob.objects.create(
+        id=job_id,
+        owner=submission.user,
+        api_key=submission.api_key,
+        model_version=version,
+        model_name=version.model.name,
+        version_number=version.number,
+        alias=alias,
+        kind=submission.kind,
+        top_k=submission.top_k,
+        total=len(items),
+        idempotency_key=submission.idempotency_key,
+        fingerprint=fingerprint,
+        webhook_url=submission.webhook_url,
+        request_id=submission.request_id,
+        client_address=submission.client_address,
+        enqueued_at=timezone.now(),
+    )
+    for item in items:
+        item.job = job
+    JobItem.objects.bulk_create(items, batch_size=1000)
+    quota_consume(user=submission.user, amount=len(items))  # 429, and nothing is kept, when spent
+    transaction.on_commit(lambda: enqueue_job(job.id))
+    return job
+
+
+def enqueue_job(job_id: uuid.UUID) -> bool:
+    """Ring the doorbell. A broker that is down loses nothing: the job is committed and
+    the reconciler enqueues it again after JOB_QUEUED_GRACE_SECONDS."""
+    from workers.jobs import run_job
+
+    try:
+        run_job.apply_async(args=[str(job_id)], retry=True, retry_policy=settings.JOB_ENQUEUE_RETRY_POLICY)
+    except Exception:
+        logger.warning("Could not enqueue job %s; the reconciler will", job_id, exc_info=True)
+        return False
+    return True
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            model_store.delete(name)
+        except OSError:
+            logger.warning("Could not delete %s", name, exc_info=True)
