@@ -218,7 +218,10 @@ class Client:
         boundary = f"mlp-{uuid.uuid4().hex}"
         with tempfile.TemporaryFile(prefix="mlp-upload-") as body:
             write_multipart(
-                body, boundary, fields, [("inputs", name, path) for name, path in zip(names, files, strict=True)]
+                body,
+                boundary,
+                fields,
+                [("inputs", name, path) for name, path in zip(names, files, strict=True)],
             )
             headers = {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
@@ -303,7 +306,9 @@ class Client:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 # A certificate that does not verify will not verify on a second try either.
                 if attempt + 1 >= attempts or isinstance(reason, ssl.SSLCertVerificationError):
-                    raise TransportError(f"cannot reach {self.base_url}: {reason or type(exc).__name__}") from exc
+                    raise TransportError(
+                        f"cannot reach {self.base_url}: {reason or type(exc).__name__}"
+                    ) from exc
                 time.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
                 continue
             with response:

@@ -100,7 +100,11 @@ def render_progress(job: Job, width: int = BAR_WIDTH) -> str:
         percent = 100.0 * done / total if total else 0.0
     percent = min(max(float(percent), 0.0), 100.0)
     filled = min(width, round(width * percent / 100))
-    parts = [f"[{'#' * filled}{'.' * (width - filled)}]", f"{done:>{len(str(total))}}/{total}", f"{percent:3.0f}%"]
+    parts = [
+        f"[{'#' * filled}{'.' * (width - filled)}]",
+        f"{done:>{len(str(total))}}/{total}",
+        f"{percent:3.0f}%",
+    ]
     if status == "running":
         if progress.get("items_per_second") is not None:
             parts.append(f"{float(progress['items_per_second']):.1f} img/s")
@@ -260,7 +264,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UsageError(f"no images in {folder} (looked for {extensions}{hint})")
     key = args.idempotency_key or str(uuid.uuid4())
     size = sum(path.stat().st_size for path in images)
-    _err(f"uploading {len(images)} image{'s' if len(images) != 1 else ''} ({format_size(size)}) to {args.model}")
+    plural = "s" if len(images) != 1 else ""
+    _err(f"uploading {len(images)} image{plural} ({format_size(size)}) to {args.model}")
     try:
         result = client.submit_job(
             args.model,
@@ -294,7 +299,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def describe_job(job: Job) -> str:
     job_id = job["id"]
-    lines = [f"job {job_id}: {job['status']}" + (" (cancel requested)" if job.get("cancel_requested") else "")]
+    lines = [
+        f"job {job_id}: {job['status']}" + (" (cancel requested)" if job.get("cancel_requested") else "")
+    ]
     model = str(job.get("model", "?"))
     if job.get("version") is not None:
         model += f" v{job['version']}"
@@ -390,7 +397,10 @@ def _connection_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
 
 def _results_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", "-o", metavar="FILE", help="where to write the results (default: <job-id>.jsonl or .csv; - for stdout)"
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="where to write the results (default: <job-id>.jsonl or .csv; - for stdout)",
     )
     parser.add_argument(
         "--format",

@@ -22,6 +22,14 @@ def job_settings(settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
 
 
+@pytest.fixture
+def enqueued(monkeypatch) -> list[str]:
+    """Jobs enqueued (by submission commits or the reconciler), recorded instead of run."""
+    calls: list[str] = []
+    monkeypatch.setattr("apps.jobs.services.submitting.enqueue_job", lambda job_id: calls.append(str(job_id)))
+    return calls
+
+
 def make_zip(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -444,17 +444,17 @@ def _enqueue_webhook(job_id: Any) -> None:
 
 
 def reconcile_jobs() -> dict[str, list[str]]:
-    """Periodic (Celery beat): enqueue again every job owed a worker — queued for longer
-    than JOB_QUEUED_GRACE_SECONDS since it was last enqueued (a lost message, a broker
-    restart, a failed enqueue), or running under an expired lease (a dead worker). A job
-    out of attempts ends `failed`; a cancelled one whose worker died ends `cancelled`."""
+    """Periodic (Celery beat): enqueue again every job owed a worker — queued (a lost
+    message, a broker restart, a failed enqueue) or running under an expired lease (a dead
+    worker), and not enqueued in the last JOB_QUEUED_GRACE_SECONDS. A job out of attempts
+    ends `failed`; a cancelled one whose worker died ends `cancelled`."""
     from apps.jobs.services.submitting import enqueue_job
 
     now = timezone.now()
     grace = now - dt.timedelta(seconds=settings.JOB_QUEUED_GRACE_SECONDS)
     owed = BatchJob.objects.filter(
-        Q(status=BatchJob.Status.QUEUED, enqueued_at__lt=grace)
-        | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now)
+        Q(status=BatchJob.Status.QUEUED) | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now),
+        enqueued_at__lt=grace,
     ).order_by("created_at")
     report: dict[str, list[str]] = {"enqueued": [], "settled": []}
     for job_id in owed.values_list("pk", flat=True)[:500]:

@@ -1,0 +1,181 @@
+"""Every bad job submission gets a clear 4xx in the one error shape, and leaves nothing behind."""
+
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from apps.jobs.models import BatchJob
+from tests.jobs.conftest import make_tar, make_zip, photo
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/jobs/"
+
+
+def post_archive(client, data: bytes, name: str = "photos.zip"):
+    archive = SimpleUploadedFile(name, data, content_type="application/octet-stream")
+    return client.post(URL, {"model": "tiny", "archive": [archive]}, format="multipart")
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["request_id"]
+    return error
+
+
+def assert_nothing_kept(model_store_root) -> None:
+    assert BatchJob.objects.count() == 0
+    jobs_dir = model_store_root / "jobs"
+    assert not jobs_dir.exists() or not any(p.is_file() for p in jobs_dir.rglob("*"))
+
+
+def test_an_empty_job_is_refused(api, tiny_version, model_store_root):
+    assert_error(api.post(URL, {"model": "tiny", "images": []}, format="json"), 400, "empty_job")
+    assert_error(api.post(URL, {"model": "tiny"}, format="multipart"), 400, "empty_job")
+    assert_error(post_archive(api, make_zip({"empty/": b""})), 400, "empty_job")
+    assert_nothing_kept(model_store_root)
+
+
+def test_a_job_over_the_item_limit_is_413_and_its_files_are_removed(api, tiny_version, settings, model_store_root):
+    settings.JOB_MAX_ITEMS = 3
+    archive = make_zip({f"{i}.jpg": photo("coffee") for i in range(4)})
+    error = assert_error(post_archive(api, archive), 413, "too_many_items")
+    assert error["details"]["max_items"] == 3
+    assert_nothing_kept(model_store_root)
+
+
+def test_an_input_over_the_per_item_limit_is_413(api, tiny_version, settings):
+    settings.JOB_MAX_ITEM_BYTES = 1000
+    files = [SimpleUploadedFile("big.jpg", photo("coffee"), content_type="image/jpeg")]
+    assert_error(api.post(URL, {"model": "tiny", "inputs": files}, format="multipart"), 413, "input_too_large")
+
+
+@pytest.mark.parametrize("name", ["../evil.jpg", "a/../../evil.jpg", "/etc/evil.jpg", "C:/evil.jpg"])
+def test_an_archive_with_path_traversal_is_refused(api, tiny_version, name, model_store_root):
+    archive = make_zip({"ok.jpg": photo("coffee"), name: photo("coffee")})
+    error = assert_error(post_archive(api, archive), 400, "unsafe_archive")
+    assert error["details"]["entry"] == name
+    assert_nothing_kept(model_store_root)
+
+
+def test_a_tar_with_a_link_or_traversal_is_refused(api, tiny_version):
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        link = tarfile.TarInfo("passwd.jpg")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        archive.addfile(link)
+    assert_error(post_archive(api, buffer.getvalue(), "x.tar"), 400, "unsafe_archive")
+    assert_error(post_archive(api, make_tar({"../up.jpg": b"x"}), "x.tgz"), 400, "unsafe_archive")
+
+
+def test_a_zip_bomb_is_refused_without_inflating_it(api, tiny_version, settings, model_store_root):
+    settings.JOB_MAX_ITEM_BYTES = 1024 * 1024
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.jpg", b"\0" * (64 * 1024 * 1024))  # 64 MB of zeros, ~64 KB compressed
+    assert len(buffer.getvalue()) < 200_000
+    assert_error(post_archive(api, buffer.getvalue()), 413, "input_too_large")
+    assert_nothing_kept(model_store_root)
+
+
+def test_a_zip_bomb_that_lies_about_its_size_is_stopped_while_reading(api, tiny_version, settings):
+    settings.JOB_MAX_ITEM_BYTES = 1024 * 1024
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.jpg", b"\0" * (8 * 1024 * 1024))
+    data = bytearray(buffer.getvalue())
+    # Rewrite the declared uncompressed size (central directory) to 100 bytes.
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (100).to_bytes(4, "little")
+    response = post_archive(api, bytes(data))
+    assert response.status_code in (400, 413), response.content
+    assert response.json()["error"]["code"] in ("input_too_large", "invalid_archive")
+    assert BatchJob.objects.count() == 0
+
+
+def test_a_corrupt_or_unknown_archive_is_400(api, tiny_version):
+    assert_error(post_archive(api, b"PK\x03\x04 this is not really a zip"), 400, "invalid_archive")
+    assert_error(post_archive(api, b"just some bytes", "x.tar"), 400, "invalid_archive")
+
+
+def test_an_unknown_model_version_or_alias_is_404(api, tiny_version):
+    images = ["aGVsbG8="]
+    assert_error(api.post(URL, {"model": "nope", "images": images}, format="json"), 404, "model_not_found")
+    body = {"model": "tiny", "version": 9, "images": images}
+    assert_error(api.post(URL, body, format="json"), 404, "version_not_found")
+    body = {"model": "tiny", "alias": "staging", "images": images}
+    assert_error(api.post(URL, body, format="json"), 404, "alias_not_found")
+
+
+def test_a_version_that_is_not_ready_is_409(api, tiny_version):
+    tiny_version.status = "pending"
+    tiny_version.save()
+    body = {"model": "tiny", "version": 1, "images": ["aGVsbG8="]}
+    assert_error(api.post(URL, body, format="json"), 409, "version_not_ready")
+
+
+def test_bad_fields_are_400(api, tiny_version):
+    body = {"model": "tiny", "images": ["aGVsbG8="], "top_k": 0}
+    assert api.post(URL, body, format="json").status_code == 400
+    assert_error(api.post(URL, {"model": "tiny", "images": ["%%%"]}, format="json"), 400, "invalid_image")
+    body = {"model": "tiny", "images": ["aGVsbG8="], "inputs": [{"x": [1]}]}
+    assert_error(api.post(URL, body, format="json"), 400, "no_input")
+    response = api.post(URL, {"images": ["aGVsbG8="]}, format="json")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "ftp://example.com/hook",
+    ],
+)
+def test_a_webhook_aimed_at_an_internal_address_is_refused(api, tiny_version, settings, url):
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+    body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": url}
+    assert_error(api.post(URL, body, format="json"), 400, "webhook_url_refused")
+    assert BatchJob.objects.count() == 0
+
+
+def test_a_loopback_webhook_is_accepted_when_a_setting_allows_it(api, tiny_version, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "http://127.0.0.1:9/hook"}
+    assert api.post(URL, body, format="json").status_code == 202
+
+
+def test_an_idempotency_key_returns_the_original_job_and_refuses_a_different_body(api, tiny_version):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "order-42"}
+    first = api.post(URL, {"model": "tiny", "images": ["aGVsbG8="]}, format="json", **headers)
+    assert first.status_code == 202
+    again = api.post(URL, {"model": "tiny", "images": ["aGVsbG8="]}, format="json", **headers)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again["Location"] == first["Location"]
+    different = api.post(URL, {"model": "tiny", "images": ["aGVsbG8h"]}, format="json", **headers)
+    assert_error(different, 409, "idempotency_key_reused")
+    assert BatchJob.objects.count() == 1
+    long_key = {"HTTP_IDEMPOTENCY_KEY": "k" * 256}
+    response = api.post(URL, {"model": "tiny", "images": ["aGVsbG8="]}, format="json", **long_key)
+    assert_error(response, 400, "invalid_idempotency_key")
+
+
+def test_the_same_idempotency_key_of_another_user_is_independent(api, key_client, other_user, tiny_version):
+    tiny_version.model.visibility = "internal"
+    tiny_version.model.save()
+    headers = {"HTTP_IDEMPOTENCY_KEY": "same"}
+    first = api.post(URL, {"model": "tiny", "images": ["aGVsbG8="]}, format="json", **headers)
+    other = key_client(owner=other_user)
+    second = other.post(URL, {"model": "tiny", "images": ["aGVsbG8="]}, format="json", **headers)
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["id"] != second.json()["id"]
