@@ -10,7 +10,11 @@ import re
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
+
+from apps.core.cache import CacheUnavailable
+from apps.core.exceptions import ServiceUnavailable
 
 _UNITS = {
     "s": 1,
@@ -64,7 +68,14 @@ def hit(identity: str, rate: Rate, *, cost: int = 1, now: float | None = None) -
     window = int(now // rate.period)
     reset = (window + 1) * rate.period
     key = f"rl:{identity}:{rate.period}:{window}"
-    count = _increment(key, cost, rate.period + 5)
+    try:
+        count = _increment(key, cost, rate.period + 5)
+    except CacheUnavailable as exc:
+        # The shared counters are down: serve (RATE_LIMIT_FAIL_OPEN, the default) rather
+        # than refuse everyone; or answer 503. The quota, in the database, still holds.
+        if not settings.RATE_LIMIT_FAIL_OPEN:
+            raise ServiceUnavailable("Rate limiting is unavailable; try again shortly.") from exc
+        count = 0
     allowed = count <= rate.limit
     return Verdict(
         allowed=allowed,

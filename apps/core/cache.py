@@ -7,9 +7,31 @@ The client object is thread-safe (connections come from the pool), so one
 per pool is enough.
 """
 
+import logging
+import time
 from typing import Any
 
 from django.core.cache.backends import redis as django_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+
+
+class CacheUnavailable(Exception):
+    """The shared cache cannot be reached (for callers that must know, such as throttles)."""
+
+
+_last_warning = [0.0]
+
+
+def _warn(operation: str) -> None:
+    now = time.monotonic()
+    if now - _last_warning[0] > 10:  # one line per 10 s, not one per request, during an outage
+        _last_warning[0] = now
+        logger.warning("Cache unavailable (%s); carrying on without it", operation, exc_info=True)
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
@@ -26,9 +48,44 @@ class RedisCacheClient(django_redis.RedisCacheClient):
 
 
 class RedisCache(django_redis.RedisCache):
+    """Reads and fills degrade to misses while Redis is down (the database answers
+    instead); deletes still fail loudly, since a failed eviction (a revoked key) must
+    not pass silently; counters raise CacheUnavailable for the caller to decide."""
+
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        try:
+            return super().get(key, default, version)
+        except UNAVAILABLE:
+            _warn("get")
+            return default
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict:
+        try:
+            return super().get_many(keys, version)
+        except UNAVAILABLE:
+            _warn("get_many")
+            return {}
+
+    def add(
+        self, key: Any, value: Any, timeout: Any = django_redis.DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        try:
+            return super().add(key, value, timeout, version)
+        except UNAVAILABLE:
+            _warn("add")
+            return False
+
+    def set(
+        self, key: Any, value: Any, timeout: Any = django_redis.DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        try:
+            super().set(key, value, timeout, version)
+        except UNAVAILABLE:
+            _warn("set")
 
     def incr_with_expiry(self, key: str, amount: int, timeout: int) -> int:
         """INCR and set the expiry of a new key, in one round trip (a pipeline)."""
@@ -37,5 +94,8 @@ class RedisCache(django_redis.RedisCache):
         pipe = client.pipeline(transaction=False)
         pipe.incrby(key, amount)
         pipe.expire(key, timeout, nx=True)
-        count, _ = pipe.execute()
+        try:
+            count, _ = pipe.execute()
+        except UNAVAILABLE as exc:
+            raise CacheUnavailable(str(exc)) from exc
         return int(count)

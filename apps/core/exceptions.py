@@ -54,3 +54,10 @@ class Conflict(ApplicationError):
 class PayloadTooLarge(ApplicationError):
     status_code = 413
     code = "payload_too_large"
+
+
+class ServiceUnavailable(ApplicationError):
+    """A dependency (database, cache, broker) is down; the client may retry."""
+
+    status_code = 503
+    code = "service_unavailable"

@@ -17,6 +17,8 @@ from apps.core.http import content_length
 from apps.core.schema import error_responses
 from apps.inference import selectors, services
 from apps.inference.models import Prediction
+from apps.jobs.apis import JobOutputSerializer, job_accepted, submission_from_request
+from apps.jobs.services import JobSubmission, job_submit
 
 
 class LenientJSONParser(JSONParser):
@@ -87,8 +89,13 @@ class PredictApi(APIView):
                     "request_id": serializers.CharField(),
                 },
             ),
+            202: JobOutputSerializer,
             **error_responses(400, 403, 404, 409, 413, 415, 422, 429),
         },
+        description=(
+            "With `Prefer: respond-async`, or an input over the synchronous limits (body, image "
+            "size or count), the request becomes a batch job: 202 with `Location` and the job."
+        ),
     )
     def post(self, request: Request, name: str) -> Response:
         query = self.PredictQuerySerializer(data=request.query_params)
@@ -107,6 +114,8 @@ class PredictApi(APIView):
             client_address=client_address(request),
         )
         length = content_length(request)
+        if self._wants_job(request) or settings.SYNC_MAX_BODY_BYTES < length <= settings.JOB_MAX_BYTES:
+            return self._as_job(request, name, submission_from_request(request, model=name))
         if length > settings.SYNC_MAX_BODY_BYTES:
             error = PayloadTooLarge(
                 f"The request body is {length} bytes; the synchronous limit is "
@@ -116,8 +125,27 @@ class PredictApi(APIView):
             services.record_refusal(caller=caller, version=version, alias=alias, error=error)
             raise error
         payload = self._payload(request, query.validated_data.get("top_k"))
+        if len(payload.images) > settings.SYNC_MAX_IMAGES or any(
+            len(image.data) > settings.SYNC_MAX_IMAGE_BYTES for image in payload.images
+        ):
+            # Too big for a synchronous call, not for the platform: it becomes a job.
+            submission = submission_from_request(request, model=name, images=payload.images)
+            submission.top_k = payload.top_k
+            return self._as_job(request, name, submission)
         result = services.predict(caller=caller, model=model, version=version, alias=alias, request=payload)
         return Response({**result, "request_id": caller.request_id})
+
+    @staticmethod
+    def _wants_job(request: Request) -> bool:
+        """RFC 7240: `Prefer: respond-async` asks for a job instead of a waited-for answer."""
+        preferences = request.headers.get("Prefer", "").lower().replace(" ", "").split(",")
+        return any(p.split(";")[0] == "respond-async" for p in preferences)
+
+    def _as_job(self, request: Request, name: str, submission: JobSubmission) -> Response:
+        job, created = job_submit(submission=submission)
+        response = job_accepted(job, created)
+        response["Preference-Applied"] = "respond-async"
+        return response
 
     def _payload(self, request: Request, top_k: int | None) -> services.PredictionRequest:
         k = top_k or settings.PREDICT_DEFAULT_TOP_K

@@ -106,9 +106,8 @@ class JobListCreateApi(APIView):
     parser_classes = [JSONParser, MultiPartParser]
     required_scope = ApiKey.Scope.JOBS
 
-    def get_throttles(self) -> list:
-        self.throttle_scope = "jobs" if self.request.method == "POST" else None
-        return super().get_throttles() if self.throttle_scope else []
+    def get_throttle_scope(self, request: Request) -> str | None:
+        return "jobs" if request.method == "POST" else None
 
     class JobSubmitSerializer(serializers.Serializer):
         model = serializers.SlugField(max_length=100)
@@ -181,8 +180,11 @@ class JobListCreateApi(APIView):
         return job_accepted(job, created)
 
 
-def submission_from_request(request: Request, *, model: str | None = None) -> services.JobSubmission:
-    """A JobSubmission from a job request (or, with `model`, from a predict request)."""
+def submission_from_request(
+    request: Request, *, model: str | None = None, images: list[Any] | None = None
+) -> services.JobSubmission:
+    """A JobSubmission from a job request (or, with `model`, from a predict request whose
+    version, alias and top_k come in the query; `images` when its body is already parsed)."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
         raise InvalidInput("Idempotency-Key is at most 255 characters.", code="invalid_idempotency_key")
@@ -208,7 +210,16 @@ def submission_from_request(request: Request, *, model: str | None = None) -> se
         request_id=getattr(request._request, "request_id", ""),
         client_address=client_address(request),
     )
-    if request.content_type.startswith("image/"):
+    if images is not None:
+        submission.sources = [
+            iter(
+                [
+                    inputs.JobInput(data=i.data, filename=i.filename, content_type=i.content_type)
+                    for i in images
+                ]
+            )
+        ]
+    elif request.content_type.startswith("image/"):
         body = request.data if isinstance(request.data, bytes) else b""
         submission.sources = [iter([inputs.JobInput(data=body, content_type=request.content_type)])]
     elif is_multipart:
@@ -216,8 +227,9 @@ def submission_from_request(request: Request, *, model: str | None = None) -> se
         submission.sources = [inputs.uploaded_files(files)]
         submission.sources += [inputs.archive_inputs(a) for a in request.FILES.getlist("archive")]
     else:
-        body = JobListCreateApi.JobJsonInputSerializer(data=data)
-        body.is_valid(raise_exception=True)
+        if model is None:  # a predict body was checked by the predict view's own rules
+            body = JobListCreateApi.JobJsonInputSerializer(data=data)
+            body.is_valid(raise_exception=True)
         given = [name for name in ("images", "inputs", "image") if name in data]
         if len(given) != 1:
             raise InvalidInput("Send exactly one of 'images' or 'inputs'.", code="no_input")

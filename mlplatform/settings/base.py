@@ -275,6 +275,8 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
 # last_used_at is written at most this often per key, not on every request.
 API_KEY_LAST_USED_INTERVAL_SECONDS = 60
 # Default request rates per user, by scope; an admin overrides them per user (UserLimits).
+# With Redis down, serve without rate limits (True) or answer 503 (False).
+RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
 THROTTLE_RATES = {
     "predict": env("THROTTLE_RATE_PREDICT", default="1200/min"),
     "jobs": env("THROTTLE_RATE_JOBS", default="60/min"),
@@ -300,6 +302,8 @@ if REDIS_URL:
             "BACKEND": "apps.core.cache.RedisCache",
             "LOCATION": env("CACHE_URL", default=REDIS_URL),
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="mlp"),
+            # Fail fast while Redis is down: requests go on without the cache (apps/core/cache.py).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }
     }
 else:

@@ -1,5 +1,6 @@
 """Every kind of bad prediction input: a clear 4xx, never a 500, recorded once a version is known."""
 
+import base64
 import struct
 import zlib
 
@@ -21,8 +22,9 @@ def small_png() -> bytes:
     return encode(Image.new("RGB", (16, 16), "white"), "PNG")
 
 
-def post_image(client, data: bytes, query: str = ""):
-    return client.post(f"{URL}{query}", {"image": [SimpleUploadedFile("x", data)]}, format="multipart")
+def post_image(client, data: bytes, query: str = "", **headers):
+    files = {"image": [SimpleUploadedFile("x", data)]}
+    return client.post(f"{URL}{query}", files, format="multipart", **headers)
 
 
 def assert_failed_and_recorded(response, status: int, code: str) -> dict:
@@ -63,25 +65,51 @@ def test_the_pixel_limit_is_a_setting(api, tiny_version, settings):
     assert_failed_and_recorded(post_image(api, small_png()), 413, "image_too_large")
 
 
-def test_an_image_over_the_sync_limit_is_413_with_a_hint(api, tiny_version, settings):
+def assert_became_a_job(response, total: int) -> dict:
+    from apps.jobs.models import BatchJob
+
+    assert response.status_code == 202, response.content
+    job = response.json()
+    assert response["Location"] == f"/api/v1/jobs/{job['id']}/"
+    assert job["progress"]["total"] == total
+    assert BatchJob.objects.filter(pk=job["id"], status="queued").exists()
+    assert Prediction.objects.count() == 0  # the job's worker records them
+    return job
+
+
+def test_an_image_over_the_sync_limit_becomes_a_job(api, tiny_version, settings):
     settings.SYNC_MAX_IMAGE_BYTES = 50
-    error = assert_failed_and_recorded(post_image(api, small_png()), 413, "payload_too_large")
-    assert "batch jobs" in error["message"]
+    assert_became_a_job(post_image(api, small_png()), 1)
 
 
-def test_a_body_over_the_limit_is_413(api, tiny_version, settings):
+def test_a_body_over_the_sync_limit_becomes_a_job(api, tiny_version, settings):
     settings.SYNC_MAX_BODY_BYTES = 100
+    body = {"image": base64.b64encode(small_png()).decode()}
+    job = assert_became_a_job(api.post(URL + "?top_k=2", body, format="json"), 1)
+    assert job["top_k"] == 2
+
+
+def test_a_body_over_the_job_limit_too_is_413_with_a_hint(api, tiny_version, settings):
+    settings.SYNC_MAX_BODY_BYTES = 100
+    settings.JOB_MAX_BYTES = 200
     response = api.post(URL, {"image": "A" * 500}, format="json")
     error = assert_failed_and_recorded(response, 413, "payload_too_large")
     assert "batch jobs" in error["message"]
 
 
-def test_too_many_images_is_413(api, tiny_version, settings):
+def test_too_many_images_become_a_job(api, tiny_version, settings):
     settings.SYNC_MAX_IMAGES = 1
-    files = [SimpleUploadedFile(f"{i}", small_png()) for i in range(2)]
-    response = api.post(URL, {"image": files}, format="multipart")
-    assert response.status_code == 413
-    assert Prediction.objects.count() == 2
+    files = [SimpleUploadedFile(f"{i}.png", small_png()) for i in range(2)]
+    assert_became_a_job(api.post(URL, {"image": files}, format="multipart"), 2)
+
+
+def test_prefer_respond_async_makes_a_job(api, tiny_version):
+    response = post_image(api, small_png(), HTTP_PREFER="respond-async, wait=10")
+    assert_became_a_job(response, 1)
+    assert response["Preference-Applied"] == "respond-async"
+    body = {"inputs": {"input": [[[[0.0] * 8] * 8] * 3]}}
+    response = api.post(URL, body, format="json", HTTP_PREFER="respond-async")
+    assert response.json()["kind"] == "tensor"
 
 
 @pytest.mark.parametrize("k", ["0", "101", "many"])

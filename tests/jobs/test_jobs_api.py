@@ -25,19 +25,32 @@ def submit_files(client, model, files, **fields):
 
 def test_a_multipart_job_runs_to_one_result_and_one_audit_row_per_item(key_client, demo_version):
     client = key_client()
-    files = [upload(f"{name}.jpg", photo(name)) for name in ("coffee", "chelsea", "rocket", "astronaut", "coffee")]
+    files = [
+        upload(f"{name}.jpg", photo(name)) for name in ("coffee", "chelsea", "rocket", "astronaut", "coffee")
+    ]
     response = submit_files(client, "effnet", files, top_k=3)
     assert response.status_code == 202, response.content
     job = response.json()
     assert response["Location"] == f"/api/v1/jobs/{job['id']}/"
-    assert (job["status"], job["model"], job["version"], job["alias"]) == ("queued", "effnet", 1, "production")
+    assert (job["status"], job["model"], job["version"], job["alias"]) == (
+        "queued",
+        "effnet",
+        1,
+        "production",
+    )
     assert job["progress"]["total"] == 5
 
     assert job_run(job_id=job["id"]) == "succeeded"
 
     detail = client.get(job["url"]).json()
     assert detail["status"] == "succeeded"
-    assert detail["progress"] == {**detail["progress"], "done": 5, "succeeded": 5, "failed": 0, "percent": 100.0}
+    assert detail["progress"] == {
+        **detail["progress"],
+        "done": 5,
+        "succeeded": 5,
+        "failed": 0,
+        "percent": 100.0,
+    }
     assert detail["duration_seconds"] is not None
     results = client.get(job["results_url"]).json()["results"]
     assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
@@ -60,14 +73,21 @@ def test_json_base64_images_and_an_archive_are_accepted(key_client, tiny_version
 
     archive = make_zip({"a/one.jpg": photo("coffee"), "two.jpg": photo("rocket"), "__MACOSX/._two.jpg": b"x"})
     response = client.post(
-        URL, {"model": "tiny", "archive": [upload("photos.zip", archive, "application/zip")]}, format="multipart"
+        URL,
+        {"model": "tiny", "archive": [upload("photos.zip", archive, "application/zip")]},
+        format="multipart",
     )
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
-    assert list(JobItem.objects.filter(job_id=job_id).values_list("filename", flat=True)) == ["a/one.jpg", "two.jpg"]
+    assert list(JobItem.objects.filter(job_id=job_id).values_list("filename", flat=True)) == [
+        "a/one.jpg",
+        "two.jpg",
+    ]
 
     tarball = make_tar({"x.jpg": photo("chelsea"), "y.jpg": photo("coffee")})
-    response = client.post(URL, {"model": "tiny", "archive": [upload("p.tar.gz", tarball)]}, format="multipart")
+    response = client.post(
+        URL, {"model": "tiny", "archive": [upload("p.tar.gz", tarball)]}, format="multipart"
+    )
     assert response.status_code == 202, response.content
     assert job_run(job_id=response.json()["id"]) == "succeeded"
 
@@ -110,7 +130,9 @@ def test_results_stream_as_json_lines_and_csv(key_client, tiny_version):
     import json
 
     client = key_client()
-    job_id = submit_files(client, "tiny", [upload(f"{i}.jpg", photo("coffee")) for i in range(6)]).json()["id"]
+    job_id = submit_files(client, "tiny", [upload(f"{i}.jpg", photo("coffee")) for i in range(6)]).json()[
+        "id"
+    ]
     job_run(job_id=job_id)
     response = client.get(f"{URL}{job_id}/results/?download=jsonl")
     assert response["Content-Type"] == "application/x-ndjson"
@@ -123,7 +145,9 @@ def test_results_stream_as_json_lines_and_csv(key_client, tiny_version):
 
 def test_results_are_cursor_paginated(key_client, tiny_version):
     client = key_client()
-    job_id = submit_files(client, "tiny", [upload(f"{i}.jpg", photo("coffee")) for i in range(5)]).json()["id"]
+    job_id = submit_files(client, "tiny", [upload(f"{i}.jpg", photo("coffee")) for i in range(5)]).json()[
+        "id"
+    ]
     job_run(job_id=job_id)
     page = client.get(f"{URL}{job_id}/results/?limit=2").json()
     seen = [r["index"] for r in page["results"]]

@@ -40,7 +40,9 @@ def test_an_empty_job_is_refused(api, tiny_version, model_store_root):
     assert_nothing_kept(model_store_root)
 
 
-def test_a_job_over_the_item_limit_is_413_and_its_files_are_removed(api, tiny_version, settings, model_store_root):
+def test_a_job_over_the_item_limit_is_413_and_its_files_are_removed(
+    api, tiny_version, settings, model_store_root
+):
     settings.JOB_MAX_ITEMS = 3
     archive = make_zip({f"{i}.jpg": photo("coffee") for i in range(4)})
     error = assert_error(post_archive(api, archive), 413, "too_many_items")
@@ -51,7 +53,9 @@ def test_a_job_over_the_item_limit_is_413_and_its_files_are_removed(api, tiny_ve
 def test_an_input_over_the_per_item_limit_is_413(api, tiny_version, settings):
     settings.JOB_MAX_ITEM_BYTES = 1000
     files = [SimpleUploadedFile("big.jpg", photo("coffee"), content_type="image/jpeg")]
-    assert_error(api.post(URL, {"model": "tiny", "inputs": files}, format="multipart"), 413, "input_too_large")
+    assert_error(
+        api.post(URL, {"model": "tiny", "inputs": files}, format="multipart"), 413, "input_too_large"
+    )
 
 
 @pytest.mark.parametrize("name", ["../evil.jpg", "a/../../evil.jpg", "/etc/evil.jpg", "C:/evil.jpg"])

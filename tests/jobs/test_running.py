@@ -207,7 +207,9 @@ def test_progress_reports_speed_and_eta(api, tiny_version, settings):
     assert seen[1]["eta_seconds"] is not None
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a server database; CI runs it on PostgreSQL")
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs a server database; CI runs it on PostgreSQL"
+)
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_racing_for_one_job_run_it_once(api, tiny_version, enqueued):
     job_id = submit(api, 6)
@@ -230,7 +232,9 @@ def test_two_workers_racing_for_one_job_run_it_once(api, tiny_version, enqueued)
     assert_exactly_one_result_per_item(job_id, 6)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a server database; CI runs it on PostgreSQL")
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs a server database; CI runs it on PostgreSQL"
+)
 @pytest.mark.django_db(transaction=True)
 def test_the_same_idempotency_key_at_the_same_moment_makes_one_job(key_client, tiny_version, enqueued):
     from rest_framework.test import APIClient
