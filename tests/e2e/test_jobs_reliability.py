@@ -1,0 +1,497 @@
+"""Batch jobs end to end, on PostgreSQL, a Redis of the test's own and real worker processes.
+
+Nothing lost, nothing twice: a worker killed with SIGKILL mid-job, Redis stopped while
+jobs are submitted, a running job cancelled, one Idempotency-Key sent at the same
+moment from several clients. The test starts its own redis-server (so it can stop it
+without disturbing anything else) and needs PostgreSQL (DATABASE_URL), as in CI.
+"""
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import requests
+
+from tests.e2e.test_stack import BIN, DEMO, ROOT, free_port, wait_for
+
+PHOTOS = sorted((ROOT / "demo" / "images").glob("*.jpg"))
+BATCH = 16
+LEASE_SECONDS = 6
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
+        reason="needs PostgreSQL (DATABASE_URL), as in CI",
+    ),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+
+
+class RedisServer:
+    """A redis-server of this test's own, on a free port, that can be stopped and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, 20, "redis-server to start")
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        """Like a crash: SIGKILL, and no persistence, so queued messages are gone."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    import psycopg
+
+    workdir = tmp_path_factory.mktemp("jobs-e2e")
+    redis_server = RedisServer(workdir)
+    redis_server.start()
+    base = os.environ["DATABASE_URL"]
+    db_name = f"mlplatform_jobs_e2e_{uuid.uuid4().hex[:10]}"
+    admin_url = urlunsplit(urlsplit(base)._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    database_url = urlunsplit(urlsplit(base)._replace(path=f"/{db_name}"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "False",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_server.url,
+        "MODEL_STORE_ROOT": str(workdir / "store"),
+        "STATIC_ROOT": str(workdir / "static"),
+        "CELERY_BEAT_SCHEDULE_FILENAME": str(workdir / "beat-schedule"),
+        "PYTHONUNBUFFERED": "1",
+        "CACHE_KEY_PREFIX": f"jobs-e2e-{uuid.uuid4().hex}",
+        "THROTTLE_RATE_JOBS": "100000/min",
+        "MONTHLY_PREDICTION_QUOTA": "1000000",
+        "JOB_BATCH_SIZE": str(BATCH),
+        "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+        "JOB_HEARTBEAT_SECONDS": "1.5",
+        "JOB_RECONCILE_INTERVAL_SECONDS": "2",
+        "JOB_QUEUED_GRACE_SECONDS": "4",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "WEBHOOK_RETRY_BASE_SECONDS": "1",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+
+    def run(*args: str) -> str:
+        return subprocess.run([*manage, *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+    run("migrate", "--noinput", "-v0")
+    run("collectstatic", "--noinput", "-v0")
+    run("shell", "-c", "from apps.accounts.models import User; User.objects.create_superuser('e2e', '', 'pw')")
+    run(
+        "register_model",
+        "--name",
+        "effnet",
+        "--file",
+        str(DEMO / "model.onnx"),
+        "--labels",
+        str(DEMO / "labels.txt"),
+        "--preprocessing",
+        str(DEMO / "preprocessing.json"),
+        "--alias",
+        "production",
+    )
+    key = run("create_api_key", "e2e", "--name", "e2e", "--scopes", "predict", "jobs").strip()
+    logs: list = []
+    processes: dict[str, subprocess.Popen] = {}
+
+    def spawn(name: str, command: list[str]) -> subprocess.Popen:
+        log = (workdir / f"{name}.log").open("a")
+        logs.append(log)
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        processes[name] = process
+        return process
+
+    def start_worker(name: str) -> subprocess.Popen:
+        return spawn(
+            name,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "mlplatform",
+                "worker",
+                "--queues",
+                "jobs,default,validation",
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+        )
+
+    spawn(
+        "web",
+        [
+            str(BIN / "gunicorn"),
+            "mlplatform.wsgi",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+        ],
+    )
+    spawn("beat", [str(BIN / "celery"), "-A", "mlplatform", "beat", "--loglevel", "INFO"])
+    start_worker("worker1")
+    url = f"http://127.0.0.1:{port}"
+    http = requests.Session()
+    http.headers["X-API-Key"] = key
+    stack = {
+        "url": url,
+        "http": http,
+        "key": key,
+        "redis": redis_server,
+        "database_url": database_url,
+        "workdir": workdir,
+        "start_worker": start_worker,
+        "processes": processes,
+    }
+    try:
+        wait_for(lambda: _answers(f"{url}/readyz"), 60, "the web server")
+        yield stack
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        for log in logs:
+            log.close()
+        redis_server.stop()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _zip_of_photos(count: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(count):
+            photo = PHOTOS[index % len(PHOTOS)]
+            archive.writestr(f"{index:04d}-{photo.name}", photo.read_bytes())
+    return buffer.getvalue()
+
+
+def submit_archive(stack: dict, count: int, **fields) -> dict:
+    response = stack["http"].post(
+        f"{stack['url']}/api/v1/jobs/",
+        data={"model": "effnet", **fields},
+        files={"archive": ("photos.zip", _zip_of_photos(count), "application/zip")},
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def job(stack: dict, job_id: str) -> dict:
+    return stack["http"].get(f"{stack['url']}/api/v1/jobs/{job_id}/", timeout=10).json()
+
+
+def finished(stack: dict, job_id: str) -> dict | None:
+    body = job(stack, job_id)
+    return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+
+def query(stack: dict, sql: str, *params: object) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(stack["database_url"]) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def show_logs(stack: dict) -> None:
+    for log in sorted(stack["workdir"].glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text()[-4000:]}")
+
+
+def assert_exactly_once(stack: dict, job_id: str, total: int) -> None:
+    lines = stack["http"].get(
+        f"{stack['url']}/api/v1/jobs/{job_id}/results/", params={"download": "jsonl"}, timeout=60
+    )
+    indices = [json.loads(line)["index"] for line in lines.text.splitlines()]
+    assert sorted(indices) == list(range(total))
+    [(items, pending, audited, distinct)] = query(
+        stack,
+        """SELECT count(*), count(*) FILTER (WHERE i.status = 'pending'),
+                  (SELECT count(*) FROM inference_prediction p JOIN jobs_jobitem j ON p.job_item_id = j.id
+                    WHERE j.job_id = %s),
+                  (SELECT count(DISTINCT p.job_item_id) FROM inference_prediction p
+                    JOIN jobs_jobitem j ON p.job_item_id = j.id WHERE j.job_id = %s)
+             FROM jobs_jobitem i WHERE i.job_id = %s""",
+        job_id,
+        job_id,
+        job_id,
+    )
+    assert (items, pending, audited, distinct) == (total, 0, total, total)
+
+
+def test_a_worker_killed_mid_job_costs_a_delay_not_a_result(jobs_stack: dict) -> None:
+    stack = jobs_stack
+    submitted = submit_archive(stack, 500)
+    job_id = submitted["id"]
+    try:
+        wait_for(lambda: job(stack, job_id)["progress"]["done"] >= 3 * BATCH, 120, "the job to make progress")
+    except AssertionError:
+        show_logs(stack)
+        raise
+    worker = stack["processes"]["worker1"]
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool child, as if the machine died
+    worker.wait()
+    killed_at = job(stack, job_id)
+    assert killed_at["status"] == "running"
+    assert killed_at["progress"]["done"] < 500
+
+    stack["start_worker"]("worker2")
+    try:
+        # The broker would redeliver the lost message only after its visibility timeout
+        # (hours); the reconciler hands the job on once the lease expires (seconds).
+        done = wait_for(lambda: finished(stack, job_id), 60, "the job to finish on the new worker")
+    except AssertionError:
+        show_logs(stack)
+        raise
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["done"] == 500
+    assert done["attempts"] == 2
+    assert_exactly_once(stack, job_id, 500)
+
+
+def test_jobs_accepted_while_redis_is_down_all_complete(jobs_stack: dict) -> None:
+    stack = jobs_stack
+    accepted: list[str] = []
+    statuses: list[int] = []
+    accepted_while_down: list[str] = []
+    stop = threading.Event()
+    down = threading.Event()
+
+    def submit_continuously() -> None:
+        photo = PHOTOS[0].read_bytes()
+        while not stop.is_set():
+            try:
+                response = stack["http"].post(
+                    f"{stack['url']}/api/v1/jobs/",
+                    data={"model": "effnet"},
+                    files=[("inputs", (f"{i}.jpg", photo, "image/jpeg")) for i in range(3)],
+                    timeout=30,
+                )
+            except requests.RequestException:
+                statuses.append(0)
+                continue
+            statuses.append(response.status_code)
+            if response.status_code == 202:
+                accepted.append(response.json()["id"])
+                if down.is_set():
+                    accepted_while_down.append(response.json()["id"])
+
+    submitter = threading.Thread(target=submit_continuously)
+    submitter.start()
+    try:
+        wait_for(lambda: len(accepted) >= 3, 30, "submissions before the outage")
+        stack["redis"].stop()
+        down.set()
+        wait_for(lambda: len(accepted_while_down) >= 3, 30, "submissions during the outage")
+        down.clear()
+        stack["redis"].start()
+        count = len(accepted)
+        wait_for(lambda: len(accepted) >= count + 3, 30, "submissions after the outage")
+    finally:
+        stop.set()
+        submitter.join()
+    try:
+        for job_id in accepted:
+            done = wait_for(lambda job_id=job_id: finished(stack, job_id), 90, f"job {job_id} to finish")
+            assert done["status"] == "succeeded", done
+            assert done["progress"]["done"] == 3
+    except AssertionError:
+        show_logs(stack)
+        raise
+    assert accepted_while_down, statuses
+
+
+def test_a_cancelled_job_stops_within_one_batch_and_keeps_its_results(jobs_stack: dict) -> None:
+    stack = jobs_stack
+    job_id = submit_archive(stack, 300)["id"]
+    wait_for(lambda: job(stack, job_id)["progress"]["done"] >= BATCH, 60, "the job to make progress")
+    response = stack["http"].post(f"{stack['url']}/api/v1/jobs/{job_id}/cancel/", timeout=10)
+    assert response.status_code in (200, 202), response.text
+    done = wait_for(lambda: finished(stack, job_id), 60, "the job to stop")
+    assert done["status"] == "cancelled"
+    assert BATCH <= done["progress"]["done"] < 300
+    [(after_cancel, with_results, audited)] = query(
+        stack,
+        """SELECT count(*) FILTER (WHERE i.finished_at > j.cancel_requested_at),
+                  count(*) FILTER (WHERE i.status <> 'pending'),
+                  (SELECT count(*) FROM inference_prediction p JOIN jobs_jobitem x ON p.job_item_id = x.id
+                    WHERE x.job_id = j.id)
+             FROM jobs_jobitem i JOIN jobs_batchjob j ON i.job_id = j.id WHERE j.id = %s GROUP BY j.id""",
+        job_id,
+    )
+    assert after_cancel <= BATCH  # only the batch in hand when the cancel came
+    assert with_results == audited == done["progress"]["done"]
+    results = stack["http"].get(f"{stack['url']}/api/v1/jobs/{job_id}/results/", timeout=10).json()
+    assert results["results"][0]["status"] == "succeeded"
+
+
+def test_one_idempotency_key_sent_at_the_same_moment_makes_one_job(jobs_stack: dict) -> None:
+    stack = jobs_stack
+    key = f"at-once-{uuid.uuid4().hex}"
+    barrier = threading.Barrier(6)
+    answers: list[tuple[int, str]] = []
+    photo = PHOTOS[1].read_bytes()
+
+    def send() -> None:
+        session = requests.Session()
+        session.headers.update({"X-API-Key": stack["key"], "Idempotency-Key": key})
+        barrier.wait()
+        response = session.post(
+            f"{stack['url']}/api/v1/jobs/",
+            data={"model": "effnet"},
+            files={"inputs": ("a.jpg", photo, "image/jpeg")},
+            timeout=30,
+        )
+        answers.append((response.status_code, response.json().get("id", response.text)))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(code for code, _ in answers) == [200] * 5 + [202], answers
+    assert len({job_id for _, job_id in answers}) == 1
+    assert query(stack, "SELECT count(*) FROM jobs_batchjob WHERE idempotency_key = %s", key) == [(1,)]
+
+
+def test_a_finished_job_calls_its_webhook_with_a_signature(jobs_stack: dict) -> None:
+    stack = jobs_stack
+    received: list[tuple[dict, bytes]] = []
+    arrived = threading.Event()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(500 if len(received) == 1 else 204)  # the first attempt fails
+            self.end_headers()
+            if len(received) == 2:
+                arrived.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        job_id = submit_archive(stack, 2, webhook_url=hook)["id"]
+        assert arrived.wait(90), "the webhook did not arrive twice (a failure, then a retry)"
+    finally:
+        server.shutdown()
+    secret = stack["http"].get(f"{stack['url']}/api/v1/me/webhook-secret/", timeout=10).json()["secret"]
+    headers, body = received[1]
+    fields = dict(part.split("=", 1) for part in headers["X-MLPlatform-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(fields["v1"], expected)
+    assert abs(int(fields["t"]) - time.time()) < 300
+    payload = json.loads(body)
+    assert (payload["event"], payload["job"]["id"], payload["job"]["status"]) == ("job.finished", job_id, "succeeded")
+    deliveries = stack["http"].get(f"{stack['url']}/api/v1/jobs/{job_id}/webhooks/", timeout=10).json()
+    assert [(d["attempt"], d["status_code"], d["succeeded"]) for d in deliveries["results"]] == [
+        (1, 500, False),
+        (2, 204, True),
+    ]
+
+
+def test_the_command_line_client_submits_a_folder_and_downloads_results(jobs_stack: dict, tmp_path: Path) -> None:
+    stack = jobs_stack
+    out = tmp_path / "results.jsonl"
+    result = subprocess.run(
+        [
+            str(BIN / "mlp"),
+            "--url",
+            stack["url"],
+            "--key",
+            stack["key"],
+            "jobs",
+            "submit",
+            str(ROOT / "demo" / "images"),
+            "--model",
+            "effnet",
+            "--top-k",
+            "1",
+            "--poll-interval",
+            "0.2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["filename"] for line in lines] == [p.name for p in PHOTOS]
+    coffee = next(line for line in lines if line["filename"] == "coffee.jpg")
+    assert coffee["output"]["top_k"][0]["label"] == "espresso"
