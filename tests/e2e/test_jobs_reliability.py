@@ -58,7 +58,17 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             cwd=self.directory,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -121,11 +131,15 @@ def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     manage = [sys.executable, str(ROOT / "manage.py")]
 
     def run(*args: str) -> str:
-        return subprocess.run([*manage, *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            [*manage, *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
 
     run("migrate", "--noinput", "-v0")
     run("collectstatic", "--noinput", "-v0")
-    run("shell", "-c", "from apps.accounts.models import User; User.objects.create_superuser('e2e', '', 'pw')")
+    run(
+        "shell", "-c", "from apps.accounts.models import User; User.objects.create_superuser('e2e', '', 'pw')"
+    )
     run(
         "register_model",
         "--name",
@@ -456,7 +470,11 @@ def test_a_finished_job_calls_its_webhook_with_a_signature(jobs_stack: dict) -> 
     assert hmac.compare_digest(fields["v1"], expected)
     assert abs(int(fields["t"]) - time.time()) < 300
     payload = json.loads(body)
-    assert (payload["event"], payload["job"]["id"], payload["job"]["status"]) == ("job.finished", job_id, "succeeded")
+    assert (payload["event"], payload["job"]["id"], payload["job"]["status"]) == (
+        "job.finished",
+        job_id,
+        "succeeded",
+    )
     deliveries = stack["http"].get(f"{stack['url']}/api/v1/jobs/{job_id}/webhooks/", timeout=10).json()
     assert [(d["attempt"], d["status_code"], d["succeeded"]) for d in deliveries["results"]] == [
         (1, 500, False),
@@ -464,7 +482,9 @@ def test_a_finished_job_calls_its_webhook_with_a_signature(jobs_stack: dict) -> 
     ]
 
 
-def test_the_command_line_client_submits_a_folder_and_downloads_results(jobs_stack: dict, tmp_path: Path) -> None:
+def test_the_command_line_client_submits_a_folder_and_downloads_results(
+    jobs_stack: dict, tmp_path: Path
+) -> None:
     stack = jobs_stack
     out = tmp_path / "results.jsonl"
     result = subprocess.run(

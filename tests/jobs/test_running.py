@@ -261,3 +261,31 @@ def test_the_same_idempotency_key_at_the_same_moment_makes_one_job(key_client, t
     assert sorted(code for code, _ in statuses) == [200, 200, 200, 202]
     assert len({job for _, job in statuses}) == 1
     assert BatchJob.objects.count() == 1
+
+
+def test_retrying_a_job_gives_failed_items_a_new_result_and_keeps_the_old_audit_rows(
+    api, tiny_version, enqueued
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from apps.jobs.services import job_retry
+
+    files = [
+        SimpleUploadedFile("ok.jpg", photo("coffee"), content_type="image/jpeg"),
+        SimpleUploadedFile("bad.jpg", b"not an image", content_type="image/jpeg"),
+    ]
+    job_id = api.post(URL, {"model": "tiny", "inputs": files}, format="multipart").json()["id"]
+    job_run(job_id=job_id)
+    bad = JobItem.objects.get(job_id=job_id, index=1)
+    # Pretend the bad input was repaired in storage (the retry re-reads it).
+    from apps.registry.storage import model_store
+
+    with model_store.open(bad.input_name, "wb") as stored:
+        stored.write(photo("coffee"))
+    job_retry(job=BatchJob.objects.get(pk=job_id))
+    assert enqueued == [job_id]
+    assert job_run(job_id=job_id) == "succeeded"
+    assert JobItem.objects.get(pk=bad.pk).status == "succeeded"
+    rows = Prediction.objects.filter(input_meta__job=job_id)
+    assert rows.count() == 3  # ok, bad (failed, unlinked), bad (succeeded)
+    assert rows.filter(status="failed", job_item__isnull=True).count() == 1
