@@ -444,7 +444,7 @@ def test_a_finished_job_calls_its_webhook_with_a_signature(jobs_stack: dict) -> 
     arrived = threading.Event()
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((dict(self.headers), body))
             self.send_response(500 if len(received) == 1 else 204)  # the first attempt fails

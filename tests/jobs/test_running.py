@@ -264,7 +264,7 @@ def test_the_same_idempotency_key_at_the_same_moment_makes_one_job(key_client, t
 
 
 def test_retrying_a_job_gives_failed_items_a_new_result_and_keeps_the_old_audit_rows(
-    api, tiny_version, enqueued
+    api, tiny_version, enqueued, django_capture_on_commit_callbacks
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -282,7 +282,8 @@ def test_retrying_a_job_gives_failed_items_a_new_result_and_keeps_the_old_audit_
 
     with model_store.open(bad.input_name, "wb") as stored:
         stored.write(photo("coffee"))
-    job_retry(job=BatchJob.objects.get(pk=job_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        job_retry(job=BatchJob.objects.get(pk=job_id))
     assert enqueued == [job_id]
     assert job_run(job_id=job_id) == "succeeded"
     assert JobItem.objects.get(pk=bad.pk).status == "succeeded"

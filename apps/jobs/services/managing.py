@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from apps.core.exceptions import Conflict
 from apps.jobs.models import BatchJob, JobItem
-from apps.jobs.services.submitting import _delete_files, enqueue_job
+from apps.jobs.services import submitting
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def job_delete(*, job: BatchJob) -> None:
             )
         names = list(locked.items.exclude(input_name="").values_list("input_name", flat=True))
         locked.delete()
-    _delete_files(names)
+    submitting._delete_files(names)
 
 
 def job_retry(*, job: BatchJob) -> BatchJob:
@@ -71,5 +71,5 @@ def job_retry(*, job: BatchJob) -> BatchJob:
         locked.error_code = locked.error_message = ""
         locked.enqueued_at = timezone.now()
         locked.save()
-        transaction.on_commit(lambda: enqueue_job(locked.pk))
+        transaction.on_commit(lambda: submitting.enqueue_job(locked.pk))
     return locked
