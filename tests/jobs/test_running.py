@@ -290,3 +290,14 @@ def test_retrying_a_job_gives_failed_items_a_new_result_and_keeps_the_old_audit_
     rows = Prediction.objects.filter(input_meta__job=job_id)
     assert rows.count() == 3  # ok, bad (failed, unlinked), bad (succeeded)
     assert rows.filter(status="failed", job_item__isnull=True).count() == 1
+
+
+def test_the_reconciler_sends_a_webhook_whose_message_was_lost(api, tiny_version, settings, monkeypatch):
+    sent = []
+    monkeypatch.setattr(running_module, "_enqueue_webhook", lambda job_id: sent.append(str(job_id)))
+    body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "http://127.0.0.1:9/hook"}
+    job_id = api.post(URL, body, format="json").json()["id"]
+    job_run(job_id=job_id)  # its on-commit enqueue of the webhook never runs here: as if lost
+    BatchJob.objects.filter(pk=job_id).update(finished_at=timezone.now() - dt.timedelta(minutes=5))
+    assert reconcile_jobs()["webhooks"] == [job_id]
+    assert sent == [job_id]

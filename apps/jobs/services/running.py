@@ -456,7 +456,7 @@ def reconcile_jobs() -> dict[str, list[str]]:
         Q(status=BatchJob.Status.QUEUED) | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now),
         enqueued_at__lt=grace,
     ).order_by("created_at")
-    report: dict[str, list[str]] = {"enqueued": [], "settled": []}
+    report: dict[str, list[str]] = {"enqueued": [], "settled": [], "webhooks": []}
     for job_id in owed.values_list("pk", flat=True)[:500]:
         if _settle_unclaimable(str(job_id)) != "not_claimed":
             report["settled"].append(str(job_id))
@@ -465,6 +465,23 @@ def reconcile_jobs() -> dict[str, list[str]]:
         BatchJob.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
         enqueue_job(job_id)
         report["enqueued"].append(str(job_id))
-    if report["enqueued"] or report["settled"]:
+    report["webhooks"] = _owed_webhooks(now, grace)
+    if report["enqueued"] or report["settled"] or report["webhooks"]:
         logger.info("Job reconciler: %s", report)
     return report
+
+
+def _owed_webhooks(now: dt.datetime, grace: dt.datetime) -> list[str]:
+    """Finished jobs (in the last day) whose webhook was never attempted: its message was
+    lost (say, Redis was down when the job finished). Webhooks are at least once; the
+    delivery id header lets a receiver drop a duplicate."""
+    owed = BatchJob.objects.filter(
+        status__in=BatchJob.FINISHED,
+        finished_at__lt=grace,
+        finished_at__gt=now - dt.timedelta(days=1),
+        webhook_deliveries__isnull=True,
+    ).exclude(webhook_url="")
+    job_ids = [str(job_id) for job_id in owed.values_list("pk", flat=True)[:100]]
+    for job_id in job_ids:
+        _enqueue_webhook(job_id)
+    return job_ids
