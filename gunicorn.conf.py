@@ -5,6 +5,13 @@ loads the models under PRELOAD_ALIASES before the worker takes requests.
 """
 
 import os
+import tempfile
+
+# prometheus_client's multiprocess mode: every worker process writes its samples to this
+# folder and /metrics adds them up. Set it before any worker imports prometheus_client.
+# A deployment may point it at a tmpfs (docker-compose.yml); otherwise a fresh folder.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlp-metrics-")
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -28,3 +35,10 @@ def post_worker_init(worker: object) -> None:
     loaded = preload_sessions()
     connections.close_all()  # this thread serves no requests; do not keep its connection open
     worker.log.info("Preloaded models: %s", ", ".join(loaded) or "none")
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A dead worker's live gauges (sessions loaded) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

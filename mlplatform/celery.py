@@ -1,8 +1,16 @@
 """The Celery application shared by web processes (which enqueue) and workers."""
 
 import os
+import sys
+import tempfile
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_shutdown
+
+if "worker" in sys.argv and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # A worker's pool processes write their metrics to one folder that its exporter reads
+    # (workers/metrics.py); it must be set before prometheus_client is first imported.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlp-worker-metrics-")
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlplatform.settings.local")
 
@@ -12,3 +20,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # Tasks live in the top-level `workers` package, not inside the apps.
 app.autodiscover_tasks(["workers"], related_name="registry")
 app.autodiscover_tasks(["workers"], related_name="jobs")
+
+
+@worker_init.connect
+def _start_metrics_exporter(**kwargs: object) -> None:
+    from workers.metrics import start_exporter
+
+    start_exporter()
+
+
+@worker_process_shutdown.connect
+def _mark_process_dead(pid: int | None = None, **kwargs: object) -> None:
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid or os.getpid())

@@ -64,7 +64,7 @@ def test_healthz_touches_nothing(client):
 def test_readyz_reports_each_dependency(client):
     response = client.get("/readyz")
     body = response.json()
-    assert set(body["checks"]) == {"database", "broker", "model_store"}
+    assert set(body["checks"]) == {"database", "broker", "model_store", "models"}
     assert response.status_code == 200, body
 
 

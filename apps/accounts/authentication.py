@@ -16,6 +16,7 @@ from rest_framework_simplejwt import authentication as jwt
 from apps.accounts import ratelimit
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import api_key_authenticate
+from apps.core import metrics
 
 
 def client_address(request: Request) -> str:
@@ -32,6 +33,7 @@ def check_auth_failures(request: Request) -> None:
     rate = ratelimit.parse_rate(settings.AUTH_FAILURE_RATE)
     if ratelimit.peek(_failure_identity(request), rate) >= rate.limit:
         verdict = ratelimit.hit(_failure_identity(request), rate, cost=0)
+        metrics.THROTTLED.labels("auth_failures").inc()
         raise exceptions.Throttled(
             wait=verdict.retry_after or rate.period, detail="Too many failed authentication attempts."
         )
@@ -41,6 +43,7 @@ def record_auth_failure(request: Request) -> None:
     """Count a failure; raise Throttled (429) once the address is over its rate."""
     verdict = ratelimit.hit(_failure_identity(request), ratelimit.parse_rate(settings.AUTH_FAILURE_RATE))
     if not verdict.allowed:
+        metrics.THROTTLED.labels("auth_failures").inc()
         raise exceptions.Throttled(
             wait=verdict.retry_after, detail="Too many failed authentication attempts."
         )

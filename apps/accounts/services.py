@@ -17,6 +17,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
 from apps.accounts.ratelimit import Rate, parse_rate
+from apps.core import metrics
 from apps.core.exceptions import ApplicationError, InvalidInput
 from apps.core.localcache import LocalTTLCache
 
@@ -264,6 +265,7 @@ def quota_consume(*, user: User, amount: int = 1) -> None:
     )
     reset_at = dt.datetime.combine(resets, dt.time.min, tzinfo=dt.UTC)
     error.retry_after = max(int((reset_at - timezone.now()).total_seconds()), 1)
+    metrics.THROTTLED.labels("quota").inc()
     raise error
 
 

@@ -10,6 +10,7 @@ from rest_framework.throttling import BaseThrottle
 from apps.accounts import ratelimit
 from apps.accounts.permissions import request_api_key
 from apps.accounts.services import rate_for
+from apps.core import metrics
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -41,6 +42,8 @@ class ScopedRateThrottle(BaseThrottle):
         request._request.ratelimit = verdict
         request._request.throttled_scope = scope
         self.verdict = verdict
+        if not verdict.allowed:
+            metrics.THROTTLED.labels(scope).inc()
         return verdict.allowed
 
     def wait(self) -> float | None:

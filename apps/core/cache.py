@@ -12,12 +12,19 @@ import time
 from typing import Any
 
 from django.core.cache.backends import redis as django_redis
+from django_prometheus.cache.metrics import (
+    django_cache_get_fail_total,
+    django_cache_get_total,
+    django_cache_hits_total,
+    django_cache_misses_total,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+_MISSING = object()
 
 
 class CacheUnavailable(Exception):
@@ -57,11 +64,18 @@ class RedisCache(django_redis.RedisCache):
         self._class = RedisCacheClient
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        django_cache_get_total.labels(backend="redis").inc()
         try:
-            return super().get(key, default, version)
+            value = super().get(key, _MISSING, version)
         except UNAVAILABLE:
+            django_cache_get_fail_total.labels(backend="redis").inc()
             _warn("get")
             return default
+        if value is _MISSING:
+            django_cache_misses_total.labels(backend="redis").inc()
+            return default
+        django_cache_hits_total.labels(backend="redis").inc()
+        return value
 
     def get_many(self, keys: Any, version: int | None = None) -> dict:
         try:

@@ -3,10 +3,13 @@
 import contextvars
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django_prometheus.middleware import PrometheusAfterMiddleware as _PrometheusAfterMiddleware
+from django_prometheus.utils import Time
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -42,3 +45,57 @@ class RequestIdLogFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
         return True
+
+
+request_logger = logging.getLogger("mlplatform.request")
+
+
+def log_context(request: object) -> dict:
+    """Fields a view adds to its request's log line (model, version, job...)."""
+    django_request = getattr(request, "_request", request)
+    context = getattr(django_request, "log_context", None)
+    if context is None:
+        context = django_request.log_context = {}
+    return context
+
+
+class RequestLogMiddleware:
+    """One log line per request: request id, user, model and version (where a view set
+    them on `request.log_context`), status and latency."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        request.log_context = {}
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        request_logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "user_id": user.pk if user is not None and user.is_authenticated else None,
+                **request.log_context,
+            },
+        )
+        return response
+
+
+class PrometheusAfterMiddleware(_PrometheusAfterMiddleware):
+    """django-prometheus's, but a malformed Content-Length (a client's mistake, answered
+    400 by the view) must not turn into a 500 inside the metrics."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        try:
+            int(request.headers.get("content-length") or 0)
+        except ValueError:
+            request.prometheus_after_middleware_event = Time()
+            return
+        super().process_request(request)

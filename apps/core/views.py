@@ -1,10 +1,13 @@
 """Health endpoints: /healthz says the process is alive, /readyz that it can do its work."""
 
+import hmac
+import ipaddress
 import uuid
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from apps.core.exception_handler import json_error
 from mlplatform.celery import app as celery_app
@@ -40,6 +43,22 @@ def _check_model_store() -> None:
     probe.unlink()
 
 
+def _check_models() -> None:
+    """The versions under PRELOAD_ALIASES are loaded in this process (loading them if not)."""
+    from apps.inference.services import preload_sessions, sessions
+    from apps.registry.models import ModelAlias, ModelVersion
+
+    wanted = ModelAlias.objects.filter(
+        name__in=settings.PRELOAD_ALIASES, version__status=ModelVersion.Status.READY
+    ).values_list("version_id", "version__sha256")
+    missing = set(wanted) - set(sessions().keys())
+    if missing:
+        preload_sessions()
+        missing -= set(sessions().keys())
+    if missing:
+        raise RuntimeError(f"{len(missing)} preloaded model(s) could not be loaded")
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
     if (refused := _only_get(request)) is not None:
         return refused
@@ -48,6 +67,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         ("database", _check_database),
         ("broker", _check_broker),
         ("model_store", _check_model_store),
+        ("models", _check_models),
     ):
         try:
             check()
@@ -58,3 +78,31 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
     )
+
+
+def _metrics_allowed(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(
+        address in ipaddress.ip_network(net, strict=False) for net in settings.METRICS_ALLOWED_NETWORKS
+    )
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics of every process (web and, when they share the metrics folder,
+    workers), plus the broker's queue depths. Only for METRICS_ALLOWED_NETWORKS or a
+    bearer METRICS_TOKEN."""
+    if (refused := _only_get(request)) is not None:
+        return refused
+    if not _metrics_allowed(request):
+        return json_error("forbidden", "Metrics are not available to this client.", 403)
+    from apps.core.metrics import scrape
+
+    body = scrape(broker_url=settings.CELERY_BROKER_URL, queues=settings.CELERY_QUEUES_MONITORED)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

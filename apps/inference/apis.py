@@ -14,6 +14,7 @@ from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
 from apps.core.http import content_length
+from apps.core.middleware import log_context
 from apps.core.schema import error_responses
 from apps.inference import selectors, services
 from apps.inference.models import Prediction
@@ -107,6 +108,7 @@ class PredictApi(APIView):
             version=query.validated_data.get("version"),
             alias=query.validated_data.get("alias"),
         )
+        log_context(request).update(model=model.name, version=version.number)
         caller = services.Caller(
             user=request.user,
             api_key=request_api_key(request),

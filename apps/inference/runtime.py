@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from apps.core import metrics
+
 logger = logging.getLogger(__name__)
 
 _OPTIMIZATION_LEVELS = {
@@ -136,6 +138,8 @@ class SessionCache:
                 self.loads += 1
                 self._models[key] = model
                 self._evict()
+                metrics.SESSIONS_LOADED.set(len(self._models))
+            metrics.MODEL_LOAD_SECONDS.observe(model.load_seconds)
             logger.info("Loaded model %s in %.0f ms", key, model.load_seconds * 1000)
             return model
         finally:
@@ -160,6 +164,7 @@ class SessionCache:
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+            metrics.SESSIONS_LOADED.set(0)
 
 
 _cache: SessionCache | None = None
@@ -180,6 +185,7 @@ def reset_session_cache() -> None:
     global _cache
     with _cache_lock:
         _cache = None
+        metrics.SESSIONS_LOADED.set(0)
 
 
 def describe_inputs(model: LoadedModel) -> list[dict[str, Any]]:

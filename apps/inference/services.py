@@ -19,6 +19,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import QuotaExceeded, quota_consume, quota_spend_statement
+from apps.core import metrics
 from apps.core.exceptions import (
     ApplicationError,
     Conflict,
@@ -186,6 +187,9 @@ def predict(
     except Exception as exc:
         recorder.fail(exc, started)
         raise
+    metrics.PREDICTIONS.labels(model.name, str(version.number), "sync", "succeeded").inc(request.count)
+    metrics.BATCH_SIZE.labels("sync").observe(request.count)
+    metrics.observe_stages(model.name, version.number, response["timings_ms"])
     response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000, 3)
     return {"model": model.name, "version": version.number, "alias": alias or None, **response}
 
@@ -397,6 +401,8 @@ class _Recorder:
         message = exc.message if isinstance(exc, ApplicationError) else "An internal error occurred."
         if isinstance(exc, QuotaExceeded):
             message = "Monthly prediction quota spent."
+        labels = (self.version.model.name, str(self.version.number), "sync", "failed")
+        metrics.PREDICTIONS.labels(*labels).inc(len(self.digests))
         try:
             self._write(Prediction.Status.FAILED, started, error_code=code, error_message=message[:1000])
         except Exception:  # recording must never mask the original error

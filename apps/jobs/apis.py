@@ -21,6 +21,7 @@ from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput
+from apps.core.middleware import log_context
 from apps.core.pagination import paginated_response
 from apps.core.schema import error_responses
 from apps.jobs import inputs, selectors, services, webhooks
@@ -177,6 +178,7 @@ class JobListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         submission = submission_from_request(request)
         job, created = services.job_submit(submission=submission)
+        log_context(request).update(model=job.model_name, version=job.version_number, job=str(job.pk))
         return job_accepted(job, created)
 
 

@@ -38,9 +38,12 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.inference",
     "apps.jobs",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Outermost: HTTP metrics (django-prometheus) see every request, its latency and status.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and Swagger UI's static files in every process, no proxy needed.
@@ -52,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "apps.accounts.middleware.RateLimitHeadersMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.core.middleware.RequestLogMiddleware",
+    "apps.core.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "mlplatform.urls"
@@ -89,6 +94,10 @@ else:
     # A health check is one more round trip (SELECT 1) at the start of every request that
     # reuses a connection; without it, the first request after a database restart fails.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+# Database metrics (django-prometheus): the same backends, instrumented.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends."
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Model store ---------------------------------------------------------------
@@ -198,6 +207,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Three queues, so a flood of one kind of work never starves another (docs/workers.md):
 # `validation` (model checks), `jobs` (batch inference), `default` (small tasks:
 # reconcilers, webhooks). Inference queues want prefetch 1 (above).
+CELERY_QUEUES_MONITORED = ["validation", "jobs", "default"]  # mlplatform_queue_depth
 CELERY_TASK_ROUTES = {
     "workers.registry.validate_model_version": {"queue": "validation"},
     "workers.jobs.run_job": {"queue": "jobs"},
@@ -319,15 +329,31 @@ STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "static")))
 
 # --- Logging ----------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# json: one JSON object per line (web and workers), for log shippers; plain: for people.
+LOG_FORMAT = env("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "apps.core.middleware.RequestIdLogFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # One line per request comes from apps.core.middleware.RequestLogMiddleware instead.
+        "gunicorn.access": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
 }
+# /metrics: open to these networks (CIDRs), or to anyone presenting METRICS_TOKEN as a bearer token.
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env("METRICS_TOKEN", default="")

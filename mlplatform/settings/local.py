@@ -9,3 +9,5 @@ DEBUG = env.bool("DEBUG", default=False)
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 (whitenoise warns when it is missing)
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # noqa: F405

@@ -1,6 +1,7 @@
 """Settings for the test suite; DATABASE_URL and REDIS_URL come from the environment in CI."""
 
 from .base import *  # noqa: F403
+from .base import env
 
 # Tasks run inline in the test process; the end-to-end tests start real workers.
 CELERY_TASK_ALWAYS_EAGER = True
@@ -15,3 +16,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Keep validation quick in unit tests; the numbers are still real measurements.
 VALIDATION_LATENCY_RUNS = 20
 VALIDATION_THROUGHPUT_RUNS = 2
+LOGGING["handlers"]["console"]["formatter"] = env("LOG_FORMAT", default="plain")  # noqa: F405

@@ -5,6 +5,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.core.exceptions import Conflict
 from apps.jobs.models import BatchJob, JobItem
 from apps.jobs.services import submitting
@@ -27,6 +28,7 @@ def job_cancel(*, job: BatchJob) -> BatchJob:
         if locked.status == BatchJob.Status.QUEUED:
             locked.status, locked.finished_at = BatchJob.Status.CANCELLED, now
             fields += ["status", "finished_at"]
+            transaction.on_commit(lambda: metrics.JOBS.labels(BatchJob.Status.CANCELLED).inc())
             if locked.webhook_url:
                 from apps.jobs.services.running import _enqueue_webhook
 

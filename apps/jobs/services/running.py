@@ -23,7 +23,9 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.core.exceptions import ApplicationError, UnprocessableInput
+from apps.core.middleware import request_id_var
 from apps.inference import postprocessing, preprocessing
 from apps.inference import services as inference
 from apps.inference.models import Prediction
@@ -112,6 +114,8 @@ def job_run(*, job_id: str, worker: str = "") -> str:
     if token is None:
         return _settle_unclaimable(job_id)
     job = BatchJob.objects.select_related("model_version__model").get(pk=job_id)
+    # The worker's log lines carry the id of the request that submitted the job.
+    request_id = request_id_var.set(job.request_id or "-")
     lease = _Lease(job.pk, token)
     try:
         return _process(job, lease)
@@ -127,6 +131,7 @@ def job_run(*, job_id: str, worker: str = "") -> str:
         raise
     finally:
         lease.stop()
+        request_id_var.reset(request_id)
 
 
 def _settle_unclaimable(job_id: str) -> str:
@@ -240,17 +245,20 @@ def _compute(job: BatchJob, version: ModelVersion, loaded: Any, items: list[JobI
         for result in results:
             _compute_tensor(version, loaded, result)
         return results
+    stage = _Stages(job)
     arrays: dict[int, np.ndarray] = {}
     for position, result in enumerate(results):
         array = _preprocess_image(version, result)
         if array is not None:
             arrays[position] = array
+    stage.done("preprocess")
     by_shape: dict[tuple, list[int]] = {}
     for position, array in arrays.items():
         by_shape.setdefault(array.shape, []).append(position)
     spec = version.signature.get("inputs", [{}])[0]
     for positions in by_shape.values():  # one model call per batch (per shape, if sizes differ)
         batch = np.stack([arrays[p] for p in positions])
+        metrics.BATCH_SIZE.labels("job").observe(len(positions))
         try:
             outputs = inference._infer_unlimited(
                 loaded, {spec["name"]: batch}, batched=True, dynamic=version.signature.get("dynamic_batch")
@@ -259,8 +267,24 @@ def _compute(job: BatchJob, version: ModelVersion, loaded: Any, items: list[JobI
             for p in positions:
                 results[p].fail(exc.code, exc.message)
             continue
+        finally:
+            stage.done("infer")
         _postprocess_images(version, job.top_k, loaded, outputs, [results[p] for p in positions])
+        stage.done("postprocess")
     return results
+
+
+class _Stages:
+    """Observes mlplatform_inference_seconds per stage of a batch."""
+
+    def __init__(self, job: BatchJob) -> None:
+        self.labels = (job.model_name, str(job.version_number))
+        self.last = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        metrics.INFERENCE_SECONDS.labels(*self.labels, stage).observe(now - self.last)
+        self.last = now
 
 
 def _meta(job: BatchJob, item: JobItem) -> dict[str, Any]:
@@ -363,6 +387,12 @@ def _write(job: BatchJob, results: list[_Result], latency_ms: float) -> None:
     JobItem.objects.bulk_update(
         [r.item for r in results], ["status", "output", "error_code", "error_message", "finished_at"]
     )
+    for status in (JobItem.Status.SUCCEEDED, JobItem.Status.FAILED):
+        count = sum(1 for r in results if r.status == status)
+        if count:
+            # Counted on commit: a transaction rolled back (a lost lease) counts nothing.
+            labels = (job.model_name, str(job.version_number), "job", status)
+            transaction.on_commit(lambda labels=labels, count=count: _count_items(labels, count))
     inference.insert_predictions(
         [
             {
@@ -388,6 +418,11 @@ def _write(job: BatchJob, results: list[_Result], latency_ms: float) -> None:
             for r in results
         ]
     )
+
+
+def _count_items(labels: tuple[str, str, str, str], count: int) -> None:
+    metrics.PREDICTIONS.labels(*labels).inc(count)
+    metrics.JOB_ITEMS.labels(labels[3]).inc(count)
 
 
 def _finish(job: BatchJob, lease: _Lease, status: str, code: str = "", message: str = "") -> str:
@@ -426,6 +461,7 @@ def _settle(job_id: Any, status: str, code: str, message: str, locked: Any) -> N
     if code or status != BatchJob.Status.FAILED:
         changes.update(error_code=code, error_message=message[:1000])
     locked.update(**changes)
+    transaction.on_commit(lambda: metrics.JOBS.labels(status).inc())
     if job.webhook_url:
         transaction.on_commit(lambda: _enqueue_webhook(job_id))
     logger.info("Job %s %s: %s done, %s failed", job_id, status, counts["done"], counts["failed_items"])

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import quota_consume
+from apps.core import metrics
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.inference.services import resolve_target
 from apps.jobs import webhooks
@@ -174,6 +175,7 @@ def _create(
     JobItem.objects.bulk_create(items, batch_size=1000)
     quota_consume(user=submission.user, amount=len(items))  # 429, and nothing is kept, when spent
     transaction.on_commit(lambda: enqueue_job(job.id))
+    transaction.on_commit(lambda: metrics.JOBS.labels("submitted").inc())
     return job
 
 
