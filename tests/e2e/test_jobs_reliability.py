@@ -105,6 +105,7 @@ def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     database_url = urlunsplit(urlsplit(base)._replace(path=f"/{db_name}"))
     port = free_port()
+    worker_metrics_port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
@@ -157,11 +158,16 @@ def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     logs: list = []
     processes: dict[str, subprocess.Popen] = {}
 
-    def spawn(name: str, command: list[str]) -> subprocess.Popen:
+    def spawn(name: str, command: list[str], **extra_env: str) -> subprocess.Popen:
         log = (workdir / f"{name}.log").open("a")
         logs.append(log)
         process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env={**env, **extra_env},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         processes[name] = process
         return process
@@ -183,6 +189,7 @@ def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 "--loglevel",
                 "INFO",
             ],
+            WORKER_METRICS_PORT=str(worker_metrics_port),
         )
 
     spawn(
@@ -214,6 +221,7 @@ def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "workdir": workdir,
         "start_worker": start_worker,
         "processes": processes,
+        "worker_metrics": f"http://127.0.0.1:{worker_metrics_port}/metrics",
     }
     try:
         wait_for(lambda: _answers(f"{url}/readyz"), 60, "the web server")
@@ -515,3 +523,105 @@ def test_the_command_line_client_submits_a_folder_and_downloads_results(
     assert [line["filename"] for line in lines] == [p.name for p in PHOTOS]
     coffee = next(line for line in lines if line["filename"] == "coffee.jpg")
     assert coffee["output"]["top_k"][0]["label"] == "espresso"
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_match_what_happened(jobs_stack: dict) -> None:
+    """Web and worker metrics (each process counted) move by exactly what a prediction and a job did."""
+    stack = jobs_stack
+    web, worker = f"{stack['url']}/metrics", stack["worker_metrics"]
+    before_web, before_worker = scrape(web), scrape(worker)
+    predicted = stack["http"].post(
+        f"{stack['url']}/api/v1/models/effnet/predict",
+        files={"image": ("coffee.jpg", PHOTOS[1].read_bytes(), "image/jpeg")},
+        timeout=30,
+    )
+    assert predicted.status_code == 200, predicted.text
+    job_id = submit_archive(stack, 3)["id"]
+    assert wait_for(lambda: finished(stack, job_id), 60, "the job")["status"] == "succeeded"
+    # The worker counts on commit, then finishes; give its exporter the final state.
+    after_web = scrape(web)
+    after_worker = wait_for(
+        lambda: (
+            lambda m: (
+                m
+                if _get(m, "mlplatform_jobs_total", status="succeeded")
+                > _get(before_worker, "mlplatform_jobs_total", status="succeeded")
+                else None
+            )
+        )(scrape(worker)),
+        10,
+        "the worker's metrics",
+    )
+
+    def delta(after: dict, before: dict, name: str, **labels: str) -> float:
+        return _get(after, name, **labels) - _get(before, name, **labels)
+
+    effnet = {"model": "effnet", "version": "1"}
+    sync = {**effnet, "source": "sync", "status": "succeeded"}
+    assert delta(after_web, before_web, "mlplatform_predictions_total", **sync) == 1
+    assert delta(after_web, before_web, "mlplatform_inference_seconds_count", **effnet, stage="infer") == 1
+    assert delta(after_web, before_web, "mlplatform_batch_size_count", source="sync") == 1
+    assert delta(after_web, before_web, "mlplatform_jobs_total", status="submitted") == 1
+    assert _get(after_web, "mlplatform_model_sessions_loaded") >= 1
+    assert {labels for name, labels in after_web if name == "mlplatform_queue_depth"} == {
+        (("queue", q),) for q in ("validation", "jobs", "default")
+    }
+    job = {**effnet, "source": "job", "status": "succeeded"}
+    assert delta(after_worker, before_worker, "mlplatform_predictions_total", **job) == 3
+    assert delta(after_worker, before_worker, "mlplatform_job_items_total", status="succeeded") == 3
+    assert delta(after_worker, before_worker, "mlplatform_jobs_total", status="succeeded") == 1
+    assert delta(after_worker, before_worker, "mlplatform_batch_size_sum", source="job") == 3
+    assert _get(after_worker, "mlplatform_model_load_seconds_count") >= 1
+    assert any(name.startswith("django_http_requests_total") for name, _ in after_web)
+    assert any(name.startswith("django_db_execute_total") for name, _ in after_web)
+
+
+def _get(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_log_lines_are_json_with_request_ids(jobs_stack: dict) -> None:
+    stack = jobs_stack
+    response = stack["http"].post(
+        f"{stack['url']}/api/v1/jobs/",
+        data={"model": "effnet"},
+        files={"inputs": ("a.jpg", PHOTOS[0].read_bytes(), "image/jpeg")},
+        headers={"X-Request-ID": "e2e-logs-1"},
+        timeout=30,
+    )
+    assert response.status_code == 202
+    wait_for(lambda: finished(stack, response.json()["id"]), 60, "the job")
+
+    def lines(name: str) -> list[dict]:
+        parsed = []
+        for line in (stack["workdir"] / f"{name}.log").read_text().splitlines():
+            if line.startswith("{"):
+                parsed.append(json.loads(line))
+        return parsed
+
+    request_line = next(
+        line
+        for line in lines("web")
+        if line.get("logger") == "mlplatform.request" and line["request_id"] == "e2e-logs-1"
+    )
+    assert (request_line["status"], request_line["model"], request_line["version"]) == (202, "effnet", 1)
+    assert request_line["latency_ms"] > 0 and request_line["user_id"]
+    worker_lines = [
+        line
+        for name in ("worker1", "worker2")
+        if (stack["workdir"] / f"{name}.log").exists()
+        for line in lines(name)
+    ]
+    assert any(line["request_id"] == "e2e-logs-1" and "succeeded" in line["message"] for line in worker_lines)
