@@ -9,9 +9,13 @@ cleanup() {
     trap - INT TERM EXIT
     kill "${WORKER_PID:-}" "${WEB_PID:-}" 2>/dev/null || true
     wait 2>/dev/null || true
+    rm -rf "${PROMETHEUS_MULTIPROC_DIR:-/nonexistent}"
 }
 trap cleanup INT TERM EXIT
 
+# One metrics folder for the web and the worker processes: /metrics shows both.
+PROMETHEUS_MULTIPROC_DIR="$(mktemp -d -t mlp-metrics-XXXXXX)"
+export PROMETHEUS_MULTIPROC_DIR
 .venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,jobs,default --concurrency=1 &
 WORKER_PID=$!
 # The same application server as production (gunicorn.conf.py), bound to this machine only.

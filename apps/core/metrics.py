@@ -56,9 +56,28 @@ def observe_stages(model: str, version: int, timings_ms: dict[str, float]) -> No
             INFERENCE_SECONDS.labels(model, str(version), stage).observe(timings_ms[key] / 1000)
 
 
+def broker_queue_depths(broker_url: str, queues: list[str]) -> list[int] | None:
+    """Messages waiting in each queue (Redis: the length of the queue's list); None when
+    the broker cannot say (another transport, or it is down)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
+        with client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(queue)
+            depths = pipe.execute()
+        client.close()
+    except redis.RedisError:
+        return None
+    return [int(depth) for depth in depths]
+
+
 class QueueDepthCollector:
     """mlplatform_queue_depth{queue}: messages waiting in each Celery queue, read from the
-    broker at scrape time (Redis: the length of the queue's list)."""
+    broker at scrape time."""
 
     def __init__(self, broker_url: str, queues: Iterable[str]) -> None:
         self.broker_url = broker_url
@@ -68,20 +87,9 @@ class QueueDepthCollector:
         family = GaugeMetricFamily(
             "mlplatform_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"]
         )
-        if self.broker_url.startswith(("redis://", "rediss://")):
-            import redis
-
-            try:
-                client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=1, socket_timeout=1)
-                with client.pipeline(transaction=False) as pipe:
-                    for queue in self.queues:
-                        pipe.llen(queue)
-                    depths = pipe.execute()
-                client.close()
-            except redis.RedisError:
-                depths = None  # broker down: no samples (an alert fires on absence)
-            for queue, depth in zip(self.queues, depths or [], strict=False):
-                family.add_metric([queue], float(depth))
+        depths = broker_queue_depths(self.broker_url, self.queues)  # None: no samples (alerts see absence)
+        for queue, depth in zip(self.queues, depths or [], strict=False):
+            family.add_metric([queue], float(depth))
         yield family
 
 

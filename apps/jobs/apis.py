@@ -11,6 +11,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -20,7 +21,8 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
-from apps.core.exceptions import InvalidInput
+from apps.core.exceptions import InvalidInput, PayloadTooLarge
+from apps.core.http import content_length
 from apps.core.middleware import log_context
 from apps.core.pagination import paginated_response
 from apps.core.schema import error_responses
@@ -62,6 +64,11 @@ class JobOutputSerializer(serializers.ModelSerializer):
             "duration_seconds",
             "results_url",
         ]
+
+    def to_representation(self, instance: BatchJob) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["alias"] = data["alias"] or None  # as predictions show it: null for a pinned version
+        return data
 
     def get_url(self, obj: BatchJob) -> str:
         return f"/api/v1/jobs/{obj.pk}/"
@@ -190,8 +197,21 @@ def submission_from_request(
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
         raise InvalidInput("Idempotency-Key is at most 255 characters.", code="invalid_idempotency_key")
+    api_key = request_api_key(request)
+    if api_key is not None and not api_key.has_scope(ApiKey.Scope.JOBS):
+        raise PermissionDenied(
+            "This request becomes a batch job, which needs an API key with the 'jobs' scope.",
+            code="scope_missing",
+        )
+    length = content_length(request)
+    if length > settings.JOB_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"The request body is {length} bytes; a job's inputs may total at most {settings.JOB_MAX_BYTES}.",
+            code="job_too_large",
+            details={"limit_bytes": settings.JOB_MAX_BYTES},
+        )
     is_multipart = request.content_type.startswith("multipart/")
-    data = request.data
+    data = request.data if hasattr(request.data, "get") else {}
     fields = {k: data.get(k) for k in ("model", "version", "alias", "top_k", "webhook_url") if data.get(k)}
     if model is not None:
         fields["model"] = model
@@ -212,7 +232,7 @@ def submission_from_request(
         request_id=getattr(request._request, "request_id", ""),
         client_address=client_address(request),
     )
-    if images is not None:
+    if images is not None:  # a predict body, already parsed
         submission.sources = [
             iter(
                 [
@@ -223,6 +243,8 @@ def submission_from_request(
         ]
     elif request.content_type.startswith("image/"):
         body = request.data if isinstance(request.data, bytes) else b""
+        if not body:
+            raise InvalidInput("The request body is empty.", code="empty_job")
         submission.sources = [iter([inputs.JobInput(data=body, content_type=request.content_type)])]
     elif is_multipart:
         files = [*request.FILES.getlist("inputs"), *request.FILES.getlist("image")]

@@ -187,7 +187,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A task not acknowledged within this time is redelivered; it must exceed the
     # longest task (the hard time limit below), or long tasks would run twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 60 * 60}  # > JOB_TIME_LIMIT_SECONDS
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(2 * 60 * 60, JOB_TIME_LIMIT_SECONDS + 600)}
 # Results live in PostgreSQL rows (the version's status), not in Celery.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -196,8 +196,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Inference tasks are long and CPU-bound: take one message at a time so a busy
 # worker does not hoard work another worker could do.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Ack after the task finishes, so a killed worker's task is redelivered; only
-# idempotent tasks are routed here.
+# Ack after the task finishes, so a killed worker's task is redelivered: every task
+# here is idempotent (validation, jobs and webhooks check the database first).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Defaults for every task; the job task has its own, longer limits (below).

@@ -202,7 +202,7 @@ def test_delete_removes_inputs_and_keeps_audit_rows(key_client, tiny_version, mo
     assert len(stored) == 2
     job_run(job_id=job_id)
     assert client.delete(f"{URL}{job_id}/").status_code == 204
-    assert not any((model_store_root / "jobs" / job_id).iterdir())
+    assert not (model_store_root / "jobs" / job_id).exists()  # the folder too
     assert client.get(f"{URL}{job_id}/").status_code == 404
     assert Prediction.objects.filter(source="job").count() == 2
 

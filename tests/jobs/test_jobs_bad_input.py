@@ -183,3 +183,54 @@ def test_the_same_idempotency_key_of_another_user_is_independent(api, key_client
     second = other.post(URL, {"model": "tiny", "images": ["aGVsbG8="]}, format="json", **headers)
     assert (first.status_code, second.status_code) == (202, 202)
     assert first.json()["id"] != second.json()["id"]
+
+
+def test_a_replay_keeps_no_second_copy_of_the_inputs_and_survives_an_alias_move(
+    api, tiny_version, model_store_root
+):
+    from tests.inference.conftest import ready_version
+    from tests.onnx_models import tiny_classifier
+
+    headers = {"HTTP_IDEMPOTENCY_KEY": "replay-1"}
+    body = {"model": "tiny", "images": ["aGVsbG8=", "aGVsbG8h"]}
+    first = api.post(URL, body, format="json", **headers).json()
+    assert len(list((model_store_root / "jobs").iterdir())) == 1
+    newer = ready_version(tiny_version.model, tiny_classifier(seed=3), number=2, alias=None)
+    from apps.registry.models import ModelAlias
+
+    ModelAlias.objects.filter(model=tiny_version.model, name="production").update(version=newer)
+    again = api.post(URL, body, format="json", **headers)
+    assert again.status_code == 200
+    assert (again.json()["id"], again.json()["version"]) == (first["id"], 1)
+    assert len(list((model_store_root / "jobs").iterdir())) == 1
+
+
+def test_a_raw_image_body_with_prefer_respond_async_becomes_a_job(api, tiny_version):
+    response = api.generic(
+        "POST",
+        "/api/v1/models/tiny/predict",
+        photo("coffee"),
+        content_type="image/jpeg",
+        HTTP_PREFER="respond-async",
+    )
+    assert response.status_code == 202, response.content
+    assert response.json()["progress"]["total"] == 1
+
+
+def test_a_job_body_over_the_job_limit_is_refused_before_it_is_read(api, tiny_version, settings):
+    settings.JOB_MAX_BYTES = 1000
+    files = [SimpleUploadedFile("a.jpg", photo("coffee"), content_type="image/jpeg")]
+    response = api.post(URL, {"model": "tiny", "inputs": files}, format="multipart")
+    assert_error(response, 413, "job_too_large")
+
+
+def test_a_predict_only_key_cannot_turn_a_prediction_into_a_job(key_client, tiny_version):
+    client = key_client(scopes=["predict"])
+    response = client.post(
+        "/api/v1/models/tiny/predict",
+        {"image": [SimpleUploadedFile("a.jpg", photo("coffee"), content_type="image/jpeg")]},
+        format="multipart",
+        HTTP_PREFER="respond-async",
+    )
+    error = assert_error(response, 403, "scope_missing")
+    assert "jobs" in error["message"]

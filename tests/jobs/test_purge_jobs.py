@@ -34,7 +34,7 @@ def test_purge_deletes_old_finished_jobs_and_orphaned_inputs_and_keeps_audit_row
     assert "Would delete 1 jobs and 1 orphaned" in capsys.readouterr().out
     call_command("purge_jobs", "--older-than", "7")
     assert list(BatchJob.objects.values_list("pk", flat=True)) == [uuid.UUID(queued)]
-    assert not (orphan / "000000").exists()
-    assert not any((model_store_root / "jobs" / old).iterdir())
+    assert not orphan.exists()
+    assert not (model_store_root / "jobs" / old).exists()
     assert any((model_store_root / "jobs" / queued).iterdir())
     assert Prediction.objects.filter(input_meta__job=old).count() == 1

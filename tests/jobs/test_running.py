@@ -301,3 +301,16 @@ def test_the_reconciler_sends_a_webhook_whose_message_was_lost(api, tiny_version
     BatchJob.objects.filter(pk=job_id).update(finished_at=timezone.now() - dt.timedelta(minutes=5))
     assert reconcile_jobs()["webhooks"] == [job_id]
     assert sent == [job_id]
+
+
+def test_a_backlog_in_the_broker_is_not_mistaken_for_lost_messages(
+    api, tiny_version, settings, enqueued, monkeypatch
+):
+    from apps.core import metrics
+
+    settings.JOB_QUEUED_GRACE_SECONDS = 0
+    first, second = submit(api, 1), submit(api, 1)
+    monkeypatch.setattr(metrics, "broker_queue_depths", lambda url, queues: [2])
+    assert reconcile_jobs()["enqueued"] == []  # two messages wait for two queued jobs
+    monkeypatch.setattr(metrics, "broker_queue_depths", lambda url, queues: [1])
+    assert sorted(reconcile_jobs()["enqueued"]) == sorted([first, second])  # one was lost

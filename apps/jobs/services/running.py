@@ -493,6 +493,10 @@ def reconcile_jobs() -> dict[str, list[str]]:
         enqueued_at__lt=grace,
     ).order_by("created_at")
     report: dict[str, list[str]] = {"enqueued": [], "settled": [], "webhooks": []}
+    if _messages_cover_queued_jobs():
+        # Every queued job can still have its message in the queue (a backlog, not a loss):
+        # enqueue only the running jobs whose worker died.
+        owed = owed.filter(status=BatchJob.Status.RUNNING)
     for job_id in owed.values_list("pk", flat=True)[:500]:
         if _settle_unclaimable(str(job_id)) != "not_claimed":
             report["settled"].append(str(job_id))
@@ -521,3 +525,11 @@ def _owed_webhooks(now: dt.datetime, grace: dt.datetime) -> list[str]:
     for job_id in job_ids:
         _enqueue_webhook(job_id)
     return job_ids
+
+
+def _messages_cover_queued_jobs() -> bool:
+    """True when the broker holds at least one message per queued job (Redis only)."""
+    depths = metrics.broker_queue_depths(settings.CELERY_BROKER_URL, ["jobs"])
+    if depths is None:
+        return False
+    return depths[0] >= BatchJob.objects.filter(status=BatchJob.Status.QUEUED).count()

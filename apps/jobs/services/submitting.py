@@ -6,9 +6,11 @@ the job stays `queued` and the reconciler enqueues it later; a 202 always means
 a job that will run.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,7 +58,12 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     Returns (job, created). The same key with a different submission is a 409.
     Two requests with one key at the same moment make one job: the unique
     constraint on (owner, key) decides, and the loser answers with the winner's job.
+    The fingerprint is of what the client sent (model, version or alias, inputs...),
+    so a retry still finds its job after the alias has moved on.
     """
+    existing = _existing(submission)
+    if existing is not None:
+        return _replay(existing, _fingerprint(submission, None, [])[1]), False
     _, version, alias = resolve_target(
         user=submission.user,
         api_key=submission.api_key,
@@ -72,25 +79,22 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
         )
     if submission.webhook_url:
         submission.webhook_url = webhooks.check_webhook_url(submission.webhook_url)
-    existing = _existing(submission)
     job_id = uuid.uuid4()
     stored: list[str] = []
     try:
-        items, fingerprint = _store_inputs(job_id, submission, version, alias, stored)
-        if existing is not None:
-            return _replay(existing, fingerprint), False
+        items, fingerprint = _fingerprint(submission, job_id, stored)
         try:
-            job = _create(job_id, submission, version, alias, items, fingerprint)
+            return _create(job_id, submission, version, alias, items, fingerprint), True
         except IntegrityError:
             # Another request with this key committed first (the unique constraint decided).
             winner = _existing(submission)
             if winner is None:
                 raise
+            _delete_files(stored)
             return _replay(winner, fingerprint), False
     except BaseException:
         _delete_files(stored)
         raise
-    return job, True
 
 
 def _existing(submission: JobSubmission) -> BatchJob | None:
@@ -109,23 +113,26 @@ def _replay(job: BatchJob, fingerprint: str) -> BatchJob:
     return job
 
 
-def _store_inputs(
-    job_id: uuid.UUID,
-    submission: JobSubmission,
-    version: ModelVersion,
-    alias: str,
-    stored: list[str],
+def _fingerprint(
+    submission: JobSubmission, job_id: uuid.UUID | None, stored: list[str]
 ) -> tuple[list[JobItem], str]:
-    """Store each input as it is read, and fingerprint the whole submission."""
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [submission.model, version.pk, alias, submission.kind, submission.top_k, submission.webhook_url]
-        ).encode()
-    )
+    """Read every input once: fingerprint the whole submission and, given a job id, store
+    each input as it is read (`stored` collects the names, for cleaning up on failure)."""
+    fields = [
+        submission.model,
+        submission.version,
+        submission.alias,
+        submission.kind,
+        submission.top_k,
+        submission.webhook_url,
+    ]
+    fingerprint = hashlib.sha256(json.dumps(fields).encode())
     items = []
     for index, item in enumerate(chain_limited(submission.sources, Budget())):
         digest = hashlib.sha256(item.data).hexdigest()
         fingerprint.update(digest.encode())
+        if job_id is None:
+            continue
         name = model_store.save(f"jobs/{job_id}/{index:06d}", ContentFile(item.data))
         stored.append(name)
         items.append(
@@ -138,7 +145,7 @@ def _store_inputs(
                 input_name=name,
             )
         )
-    if not items:
+    if job_id is not None and not items:
         raise InvalidInput("The job has no inputs.", code="empty_job")
     return items, fingerprint.hexdigest()
 
@@ -193,8 +200,13 @@ def enqueue_job(job_id: uuid.UUID) -> bool:
 
 
 def _delete_files(names: list[str]) -> None:
+    folders = set()
     for name in names:
         try:
             model_store.delete(name)
         except OSError:
             logger.warning("Could not delete %s", name, exc_info=True)
+        folders.add(name.rsplit("/", 1)[0])
+    for folder in folders:  # the job's own folder, once empty (filesystem storage)
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.rmdir(model_store.path(folder))

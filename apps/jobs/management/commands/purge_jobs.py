@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.jobs.models import BatchJob
 from apps.jobs.services import job_delete
+from apps.jobs.services.submitting import _delete_files
 from apps.registry.storage import model_store
 
 
@@ -36,8 +37,7 @@ class Command(BaseCommand):
             job_delete(job=job)
             jobs += 1
         for folder in orphans:
-            for name in model_store.listdir(folder)[1]:
-                model_store.delete(f"{folder}/{name}")
+            _delete_files([f"{folder}/{name}" for name in model_store.listdir(folder)[1]] or [f"{folder}/-"])
         self.stdout.write(f"Deleted {jobs} jobs and {len(orphans)} orphaned input folders.")
 
     @staticmethod
