@@ -22,6 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ RESULT_FORMATS: tuple[ResultFormat, ...] = ("jsonl", "csv")
 # Pause before each retry of a request that failed to connect (the last value repeats).
 RETRY_BACKOFF_SECONDS: tuple[float, ...] = (0.5, 1.0, 2.0)
 CHUNK_SIZE = 64 * 1024
+# Above this many images, the upload is one zip archive rather than one part per image.
+MAX_MULTIPART_FILES = 500
 
 # mimetypes knows most of these, but its answers vary with the platform's tables.
 _IMAGE_TYPES = {
@@ -216,13 +219,19 @@ class Client:
         if webhook_url:
             fields.append(("webhook_url", webhook_url))
         boundary = f"mlp-{uuid.uuid4().hex}"
-        with tempfile.TemporaryFile(prefix="mlp-upload-") as body:
-            write_multipart(
-                body,
-                boundary,
-                fields,
-                [("inputs", name, path) for name, path in zip(names, files, strict=True)],
-            )
+        with (
+            tempfile.TemporaryDirectory(prefix="mlp-upload-") as scratch,
+            (Path(scratch) / "body").open("w+b") as body,
+        ):
+            parts = [("inputs", name, path) for name, path in zip(names, files, strict=True)]
+            if len(parts) > MAX_MULTIPART_FILES:
+                # Servers cap the file parts of one request (Django: 1,000): send one zip instead.
+                archive = Path(scratch) / "inputs.zip"
+                with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as packed:
+                    for _, name, path in parts:
+                        packed.write(path, arcname=name)
+                parts = [("archive", "inputs.zip", archive)]
+            write_multipart(body, boundary, fields, parts)
             headers = {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
                 "Content-Length": str(body.tell()),

@@ -207,6 +207,11 @@ class Handler(BaseHTTPRequestHandler):
             parts = parse_multipart(recorded.headers["Content-Type"], recorded.body)
             fields = {name: content.decode() for name, filename, _, content in parts if filename is None}
             filenames = [filename for name, filename, _, _ in parts if name == "inputs" and filename]
+            for name, _, _, content in parts:
+                if name == "archive":  # a zip of images: one item per member
+                    import zipfile
+
+                    filenames += zipfile.ZipFile(io.BytesIO(content)).namelist()
             if fields.get("model") == "missing":
                 self._error(404, "model_not_found", "No model named 'missing'.")
                 return
@@ -657,3 +662,22 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == "mlp 0.1.0"
     assert cli.main(["jobs", "submit", "--help"]) == 0
     assert "--idempotency-key" in capsys.readouterr().out
+
+
+def test_many_images_travel_as_one_zip_archive(
+    server: FakeApi, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import zipfile
+
+    monkeypatch.setattr(api, "MAX_MULTIPART_FILES", 2)
+    code = run(server, "jobs", "submit", str(images), "--model", "m", "--no-wait")
+    assert code == 0
+    (post,) = server.posts()
+    parts = parse_multipart(post.headers["Content-Type"], post.body)
+    files = [(name, filename, content) for name, filename, _, content in parts if filename is not None]
+    assert [(name, filename) for name, filename, _ in files] == [("archive", "inputs.zip")]
+    with zipfile.ZipFile(io.BytesIO(files[0][2])) as archive:
+        names = archive.namelist()
+        assert names == [p.name for p in cli.collect_images(images)]
+        assert archive.read(names[0]) == (images / names[0]).read_bytes()
