@@ -20,6 +20,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # Tasks live in the top-level `workers` package, not inside the apps.
 app.autodiscover_tasks(["workers"], related_name="registry")
 app.autodiscover_tasks(["workers"], related_name="jobs")
+app.autodiscover_tasks(["workers"], related_name="optimization")
 
 
 @worker_init.connect

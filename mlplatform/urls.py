@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v1/", include("apps.registry.urls")),
     path("api/v1/", include("apps.inference.urls")),
     path("api/v1/", include("apps.jobs.urls")),
+    path("api/v1/", include("apps.optimization.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

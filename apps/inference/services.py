@@ -171,7 +171,7 @@ def predict(
     started = time.perf_counter()
     recorder = _Recorder(caller=caller, version=version, alias=alias, request=request)
     try:
-        if version.status != ModelVersion.Status.READY:
+        if not version.is_servable:
             raise Conflict(
                 f"Version {version.number} is {version.status}; only a ready version serves predictions.",
                 code="version_not_ready",

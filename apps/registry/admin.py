@@ -84,6 +84,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "signature_pretty",
         "metrics_pretty",
         "derived_from",
+        "optimization_pretty",
         "created_by",
         "validation_attempts",
         "validated_at",
@@ -128,6 +129,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="metrics")
     def metrics_pretty(self, obj: ModelVersion) -> str:
         return json.dumps(obj.metrics, indent=2)
+
+    @admin.display(description="optimization report")
+    def optimization_pretty(self, obj: ModelVersion) -> str:
+        return json.dumps(obj.optimization, indent=2)
 
     @admin.action(description="Archive selected versions")
     def archive(self, request: HttpRequest, queryset) -> None:

@@ -106,6 +106,7 @@ class VersionOutputSerializer(serializers.ModelSerializer):
             "notes",
             "aliases",
             "derived_from",
+            "optimization",
             "created_by",
             "created_at",
             "validated_at",
@@ -317,6 +318,9 @@ class AliasListApi(RegistryApi):
 class AliasDetailApi(RegistryApi):
     class AliasSetInputSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1)
+        force = serializers.BooleanField(
+            default=False, help_text="Admins: allow a version refused only by its accuracy gate."
+        )
 
     @extend_schema(
         operation_id="aliases_retrieve", responses={200: AliasOutputSerializer, **error_responses(404)}
@@ -335,7 +339,13 @@ class AliasDetailApi(RegistryApi):
         serializer = self.AliasSetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         version = selectors.version_get(model=model, number=serializer.validated_data["version"])
-        result = services.alias_set(model=model, name=alias, version=version, user=request.user)
+        result = services.alias_set(
+            model=model,
+            name=alias,
+            version=version,
+            user=request.user,
+            force=serializer.validated_data["force"],
+        )
         return Response(AliasOutputSerializer(result).data)
 
     @extend_schema(operation_id="aliases_destroy", responses={204: None, **error_responses(403, 404)})

@@ -62,6 +62,8 @@ class ModelVersion(TimeStampedModel):
     derived_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="derivatives"
     )
+    # For a derived version: the recipe, its parameters and the comparison report.
+    optimization = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -83,6 +85,12 @@ class ModelVersion(TimeStampedModel):
     @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY
+
+    @property
+    def is_servable(self) -> bool:
+        """Ready, or a sound model refused only by its optimization's accuracy gate (it serves
+        by version number, or under an alias an admin forced onto it)."""
+        return self.is_ready or (self.status == self.Status.FAILED and self.failure_code == "accuracy_gate")
 
 
 class ModelAlias(TimeStampedModel):

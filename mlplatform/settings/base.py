@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.inference",
     "apps.jobs",
+    "apps.optimization",
     "django_prometheus",
 ]
 
@@ -161,6 +162,12 @@ JOB_SOFT_TIME_LIMIT_SECONDS = env.int("JOB_SOFT_TIME_LIMIT_SECONDS", default=60 
 JOB_TIME_LIMIT_SECONDS = env.int("JOB_TIME_LIMIT_SECONDS", default=65 * 60)
 # Publishing a job's message: a few quick tries, then leave it to the reconciler.
 JOB_ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# --- Optimization (docs/optimization.md) ---------------------------------------------
+EVALUATION_SET_MAX_BYTES = env.int("EVALUATION_SET_MAX_BYTES", default=500 * 1024 * 1024)
+OPTIMIZATION_MAX_ATTEMPTS = env.int("OPTIMIZATION_MAX_ATTEMPTS", default=2)
+OPTIMIZATION_CALIBRATION_SIZE = env.int("OPTIMIZATION_CALIBRATION_SIZE", default=200)  # items
+OPTIMIZATION_LATENCY_RUNS = env.int("OPTIMIZATION_LATENCY_RUNS", default=50)
+OPTIMIZATION_MAX_TOP1_DROP = env.float("OPTIMIZATION_MAX_TOP1_DROP", default=1.0)  # percentage points
 # Webhooks: private, loopback and link-local receivers are refused unless listed here (CIDRs).
 WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
@@ -211,6 +218,8 @@ CELERY_QUEUES_MONITORED = ["validation", "jobs", "default"]  # mlplatform_queue_
 CELERY_TASK_ROUTES = {
     "workers.registry.validate_model_version": {"queue": "validation"},
     "workers.jobs.run_job": {"queue": "jobs"},
+    "workers.optimization.optimize_version": {"queue": "validation"},
+    "workers.optimization.reconcile": {"queue": "default"},
     "workers.registry.reconcile": {"queue": "default"},
     "workers.jobs.reconcile": {"queue": "default"},
     "workers.jobs.deliver_webhook": {"queue": "default"},
@@ -220,6 +229,7 @@ CELERY_TASK_ROUTES = {
 # broker restart.
 CELERY_BEAT_SCHEDULE = {
     "reconcile-versions": {"task": "workers.registry.reconcile", "schedule": 60.0},
+    "reconcile-optimizations": {"task": "workers.optimization.reconcile", "schedule": 60.0},
     "reconcile-jobs": {
         "task": "workers.jobs.reconcile",
         "schedule": env.float("JOB_RECONCILE_INTERVAL_SECONDS", default=15.0),

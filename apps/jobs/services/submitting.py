@@ -71,7 +71,7 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
         version=submission.version,
         alias=submission.alias,
     )
-    if version.status != ModelVersion.Status.READY:
+    if not version.is_servable:
         raise Conflict(
             f"Version {version.number} is {version.status}; only a ready version runs jobs.",
             code="version_not_ready",

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from rest_framework.exceptions import PermissionDenied
 
 from apps.accounts.models import User
 from apps.core.exceptions import Conflict, NotFound, PayloadTooLarge, UnprocessableInput
@@ -242,11 +243,18 @@ def model_version_archive(*, version: ModelVersion) -> ModelVersion:
 
 
 @transaction.atomic
-def alias_set(*, model: MLModel, name: str, version: ModelVersion, user: User | None) -> ModelAlias:
-    """Point alias `name` at a ready version, creating or moving it, and log the change."""
+def alias_set(
+    *, model: MLModel, name: str, version: ModelVersion, user: User | None, force: bool = False
+) -> ModelAlias:
+    """Point alias `name` at a ready version, creating or moving it, and log the change.
+
+    `force` (admins only) also allows a version refused only by its accuracy gate."""
     MLModel.objects.select_for_update().get(pk=model.pk)  # serialise alias changes per model
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-    if version.status != ModelVersion.Status.READY:
+    if force and version.failure_code == "accuracy_gate":
+        if user is None or not user.is_staff:
+            raise PermissionDenied("Only an admin may force an alias onto a version that failed its gate.")
+    elif version.status != ModelVersion.Status.READY:
         raise Conflict(
             f"Version {version.number} is {version.status}; an alias can only point at a ready version.",
             code="version_not_ready",

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OptimizationConfig(AppConfig):
+    name = "apps.optimization"
+    label = "optimization"
