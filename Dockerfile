@@ -18,7 +18,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=mlplatform.settings.production \
     MODEL_STORE_ROOT=/data/model_store
 
-RUN groupadd --system app && useradd --system --gid app --home-dir /app --shell /usr/sbin/nologin app
+# A fixed, numeric uid/gid (10001): Kubernetes' runAsNonRoot can only verify a numeric user,
+# and deploy/k8s/ sets the same ids (runAsUser, fsGroup for the model store volume).
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # The code stays owned by root: the app user can read it but not change it.
@@ -27,7 +30,7 @@ COPY . /app
 # store, a volume shared by web and worker (a new named volume copies this ownership).
 RUN mkdir -p /data/model_store /app/var && chown -R app:app /data/model_store /app/var
 
-USER app
+USER 10001:10001
 # Static files for the admin and Swagger UI/ReDoc, collected into STATIC_ROOT (/app/var/static)
 # at build time; WhiteNoise serves them from the web process. The production settings refuse to
 # load without these variables; the build-only values are never connected to.
@@ -35,7 +38,11 @@ RUN SECRET_KEY=collectstatic-build-only ALLOWED_HOSTS=localhost \
     DATABASE_URL=postgres://build@localhost:5432/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput
 
-EXPOSE 8000
+# 8000: gunicorn (web). 9100: a Celery worker's metrics, when WORKER_METRICS_PORT=9100.
+EXPOSE 8000 9100
+# No HEALTHCHECK here: the one image runs as web, worker, beat and the migrate job, and each
+# role has its own check, defined where the role is: docker-compose.yml (healthcheck) and
+# deploy/k8s/ (probes).
 # gunicorn.conf.py: 2 gthread workers x 2 threads on 0.0.0.0:8000, overridable with GUNICORN_*
 # environment variables (docs/decisions/0007-application-server.md).
 CMD ["gunicorn", "mlplatform.wsgi", "-c", "gunicorn.conf.py"]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format install migrate demo clean
 
-$(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-extras.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

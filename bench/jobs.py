@@ -482,7 +482,7 @@ def main() -> None:
             processes, names = stack.start_workers(count)
             try:
                 warmed = warm_up(stack, names)
-                runs, details = [], []
+                runs = []
                 for _ in range(args.repeat):
                     # Raw right before served: the machine's speed drifts within minutes.
                     raw = {"raw_1": raw_throughput(1, args.images, preprocessing)["throughput"]}
@@ -493,11 +493,14 @@ def main() -> None:
                         print(f"warning: the jobs ran on {served['workers']}, not on {count} workers")
                     ratios = {f"ratio_{k}": served["throughput"] / v for k, v in raw.items()}
                     runs.append({**raw, **served, **ratios})
-                    details.append({"jobs": served["jobs"], "workers": served["workers"]})
-                report["served"][str(count)] = {**_median(runs), "warm_up_workers": warmed, "runs": details}
+                report["served"][str(count)] = {**_median(runs), "warm_up_workers": warmed, "runs": runs}
             finally:
                 stack.stop(processes)
                 stack.processes = [p for p in stack.processes if p not in processes]
+    except BaseException:
+        for log in sorted(workdir.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-4000:]}", file=sys.stderr)
+        raise
     finally:
         stack.tear_down()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -523,7 +526,7 @@ def print_report(report: dict[str, Any]) -> None:
         "\nServed (gunicorn 1 worker; celery --concurrency 1 per process; "
         "production settings, PostgreSQL, Redis):"
     )
-    header = ["img/s", "/raw-1", "/raw-N", "job s", "wall s", "upload s"]
+    header = ["img/s", "/raw-1", "/raw-N", "job s", "wall s", "upload s", "gap s"]
     print(f"  {'workers':<9}{'jobs':<12}" + "".join(f"{h:>10}" for h in header))
     for count, r in report["served"].items():
         n = int(count)
@@ -532,11 +535,18 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"  {count:<9}{jobs:<12}{r['throughput']:>10.1f}{r['ratio_raw_1']:>10.2f}{per_n}"
             f"{r['seconds']:>10.1f}{r['wall_seconds']:>10.1f}{r['upload_seconds']:>10.1f}"
+            f"{r['start_gap_seconds']:>10.1f}"
         )
     print(
-        "  img/s = images / (last finished_at - first started_at); wall = upload start to the poll that saw"
-        " the last job finished"
+        "  img/s = images / (last finished_at - first started_at), the span in 'job s'; wall = from the\n"
+        "  start of the upload to the poll that saw the last job finished; gap = between the jobs' started_at"
     )
+    if report["repeat"] > 1:
+        print("  each run's ratio to the raw measurement just before it:")
+        for count, r in report["served"].items():
+            for key in ("ratio_raw_1", f"ratio_raw_{count}") if count != "1" else ("ratio_raw_1",):
+                values = "  ".join(f"{run[key]:.2f}" for run in r["runs"])
+                print(f"    {count} worker(s), /{key.removeprefix('ratio_')}: {values}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,11 @@ CALIBRATION_METHODS = {
 }
 
 
+# Tensors whose type shape inference cannot tell (outputs of ai.onnx.ml operators such as
+# scikit-learn's Scaler) are float: ONNX Runtime's own advice for such graphs.
+_EXTRA = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+
+
 class RecipeError(Exception):
     """The tools could not optimise this model; `message` is their reason."""
 
@@ -66,10 +71,31 @@ def _preprocessed(source: Path, work: Path) -> Path:
     return out
 
 
-def dynamic_int8(source: Path, target: Path, *, per_channel: bool = False) -> None:
+def _on_preprocessed(source: Path, quantize: Callable[[Path], None]) -> None:
+    """Quantize the pre-processed model; if the quantizer refuses it (its rewrites can
+    confuse the quantizer on some graphs, e.g. with ai.onnx.ml operators), the original."""
     with tempfile.TemporaryDirectory() as work:
         model = _preprocessed(source, Path(work))
-        quantize_dynamic(str(model), str(target), weight_type=QuantType.QInt8, per_channel=per_channel)
+        try:
+            quantize(model)
+        except Exception as exc:
+            if model == source:
+                raise
+            logger.warning("Quantizing the pre-processed model failed (%s); trying the original", exc)
+            quantize(source)
+
+
+def dynamic_int8(source: Path, target: Path, *, per_channel: bool = False) -> None:
+    _on_preprocessed(
+        source,
+        lambda model: quantize_dynamic(
+            str(model),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            extra_options=_EXTRA,
+        ),
+    )
 
 
 def static_int8(
@@ -82,9 +108,9 @@ def static_int8(
 ) -> None:
     if method not in CALIBRATION_METHODS:
         raise RecipeError(f"Unknown calibration method '{method}'.", code="invalid_recipe")
-    with tempfile.TemporaryDirectory() as work:
-        model = _preprocessed(source, Path(work))
-        quantize_static(
+    _on_preprocessed(
+        source,
+        lambda model: quantize_static(
             str(model),
             str(target),
             _Feeds(calibration()),
@@ -93,8 +119,9 @@ def static_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CALIBRATION_METHODS[method],
-            extra_options={"CalibTensorRangeSymmetric": False},
-        )
+            extra_options={**_EXTRA, "CalibTensorRangeSymmetric": False},
+        ),
+    )
 
 
 def fp16(source: Path, target: Path) -> None:
