@@ -86,3 +86,12 @@ def test_health_endpoints_refuse_other_methods_in_the_error_shape(client):
     response = client.post("/healthz")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.django_db
+def test_probes_answer_whatever_the_host_header(client, settings):
+    settings.ALLOWED_HOSTS = ["api.example.com"]
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = client.get(path, HTTP_HOST="10.1.2.3:8000")
+        assert response.status_code == 200, (path, response.content)
+    assert client.get("/api/v1/models/", HTTP_HOST="10.1.2.3:8000").status_code == 400

@@ -99,3 +99,20 @@ class PrometheusAfterMiddleware(_PrometheusAfterMiddleware):
             request.prometheus_after_middleware_event = Time()
             return
         super().process_request(request)
+
+
+class ProbeMiddleware:
+    """Answers /healthz, /readyz and /metrics before anything else runs, so probes and
+    scrapes that address a pod or container by IP (a Host header outside ALLOWED_HOSTS)
+    are not refused, and cost no session, CSRF or metrics middleware. These views never
+    read the Host header."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        from apps.core import views
+
+        self.views = {"/healthz": views.healthz, "/readyz": views.readyz, "/metrics": views.metrics}
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        view = self.views.get(request.path_info)
+        return view(request) if view is not None else self.get_response(request)

@@ -43,7 +43,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost: HTTP metrics (django-prometheus) see every request, its latency and status.
+    # Health probes and metrics scrapes, before the Host check and everything else.
+    "apps.core.middleware.ProbeMiddleware",
+    # Then HTTP metrics (django-prometheus) see every request, its latency and status.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
