@@ -107,3 +107,17 @@ def scrape(*, broker_url: str, queues: Iterable[str]) -> bytes:
     queue_registry = CollectorRegistry()
     queue_registry.register(QueueDepthCollector(broker_url, queues))
     return generate_latest(scrape_registry()) + generate_latest(queue_registry)
+
+
+def _zero_known_series() -> None:
+    """Counters for the label values known in advance start at 0, so dashboards and alert
+    rules see a series from the first scrape instead of "no data"."""
+    for scope in ("predict", "jobs", "registry_write", "auth_failures", "quota"):
+        THROTTLED.labels(scope)
+    for status in ("submitted", "succeeded", "failed", "cancelled"):
+        JOBS.labels(status)
+    for status in ("succeeded", "failed"):
+        JOB_ITEMS.labels(status)
+
+
+_zero_known_series()

@@ -154,7 +154,9 @@ def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "--alias",
         "production",
     )
-    key = run("create_api_key", "e2e", "--name", "e2e", "--scopes", "predict", "jobs").strip()
+    key = run(
+        "create_api_key", "e2e", "--name", "e2e", "--scopes", "predict", "jobs", "models:read", "models:write"
+    ).strip()
     logs: list = []
     processes: dict[str, subprocess.Popen] = {}
 
@@ -544,7 +546,7 @@ def test_metrics_match_what_happened(jobs_stack: dict) -> None:
     before_web, before_worker = scrape(web), scrape(worker)
     predicted = stack["http"].post(
         f"{stack['url']}/api/v1/models/effnet/predict",
-        files={"image": ("coffee.jpg", PHOTOS[1].read_bytes(), "image/jpeg")},
+        files={"image": ("coffee.jpg", (ROOT / "demo" / "images" / "coffee.jpg").read_bytes(), "image/jpeg")},
         timeout=30,
     )
     assert predicted.status_code == 200, predicted.text
@@ -625,3 +627,63 @@ def test_log_lines_are_json_with_request_ids(jobs_stack: dict) -> None:
         for line in lines(name)
     ]
     assert any(line["request_id"] == "e2e-logs-1" and "succeeded" in line["message"] for line in worker_lines)
+
+
+def test_every_dashboard_query_names_a_metric_the_platform_exports(jobs_stack: dict) -> None:
+    from tests.deploy.test_deploy_config import dashboard_metric_names
+
+    stack = jobs_stack
+    exported = {name for name, _ in scrape(f"{stack['url']}/metrics")} | {
+        name for name, _ in scrape(stack["worker_metrics"])
+    }
+    missing = dashboard_metric_names() - exported
+    assert not missing, f"the dashboard queries metrics nobody exports: {sorted(missing)}"
+
+
+def test_a_version_is_quantized_on_a_worker_and_gated_on_accuracy(jobs_stack: dict) -> None:
+    stack = jobs_stack
+    http, url = stack["http"], stack["url"]
+    with (DEMO / "eval-set.zip").open("rb") as data:
+        created = http.post(
+            f"{url}/api/v1/models/effnet/evaluation-sets/",
+            data={"name": "photos"},
+            files={"file": ("eval-set.zip", data, "application/zip")},
+            timeout=60,
+        )
+    assert created.status_code == 201, created.text
+    assert created.json()["summary"]["items"] == 25
+    response = http.post(
+        f"{url}/api/v1/models/effnet/versions/1/optimize",
+        json={
+            "recipe": "static-int8",
+            "calibration_set": "photos",
+            "evaluation_set": "photos",
+            "max_top1_drop": 50,
+        },
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+
+    def finished_run() -> dict | None:
+        body = http.get(f"{url}{response.headers['Location']}", timeout=10).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    try:
+        run = wait_for(finished_run, 180, "the optimization to finish")
+    except AssertionError:
+        show_logs(stack)
+        raise
+    assert run["status"] == "succeeded", run["error"]
+    report = run["report"]
+    assert 0.2 < report["size_ratio"] < 0.35  # int8 weights: about a quarter of fp32
+    assert report["accuracy"]["items"] == 25 and report["gate"]["passed"] is True
+    version = http.get(f"{url}/api/v1/models/effnet/versions/{run['result_version']}/", timeout=10).json()
+    assert (version["status"], version["derived_from"]) == ("ready", 1)
+    predicted = http.post(
+        f"{url}/api/v1/models/effnet/predict",
+        params={"version": version["version"]},
+        files={"image": ("coffee.jpg", (ROOT / "demo" / "images" / "coffee.jpg").read_bytes(), "image/jpeg")},
+        timeout=30,
+    )
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["predictions"][0]["top_k"][0]["label"] == "espresso"
