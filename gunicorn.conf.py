@@ -10,7 +10,8 @@ import tempfile
 # prometheus_client's multiprocess mode: every worker process writes its samples to this
 # folder and /metrics adds them up. Set it before any worker imports prometheus_client.
 # A deployment may point it at a tmpfs (docker-compose.yml); otherwise a fresh folder.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlp-metrics-")
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
@@ -42,3 +43,11 @@ def child_exit(server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    """Remove the metrics folder this server made for itself."""
+    if _OWN_METRICS_DIR:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -13,6 +13,7 @@ the same process and run, interleaved. Writes bench/results/optimization-<time>.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main() -> None:
         print(f"{name:<24} refused by the tools: {reason[:200]}")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
     (out / f"optimization-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
         json.dumps({**results, "failures": failures}, indent=2)
     )

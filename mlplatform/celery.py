@@ -1,6 +1,8 @@
 """The Celery application shared by web processes (which enqueue) and workers."""
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -11,6 +13,9 @@ if "worker" in sys.argv and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # A worker's pool processes write their metrics to one folder that its exporter reads
     # (workers/metrics.py); it must be set before prometheus_client is first imported.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlp-worker-metrics-")
+    _metrics_dir, _main_pid = os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid()
+    # Removed when the worker's main process exits (not when a pool process does).
+    atexit.register(lambda: os.getpid() == _main_pid and shutil.rmtree(_metrics_dir, ignore_errors=True))
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlplatform.settings.local")
 

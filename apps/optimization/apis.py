@@ -169,11 +169,12 @@ class OptimizeApi(RegistryApi):
         data = self.OptimizeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
-        params = {
-            k: values[k]
-            for k in ("calibration_method", "calibration_size", "per_channel", "max_top1_drop")
-            if values.get(k) is not None
-        }
+        keys = ["max_top1_drop"]
+        if values["recipe"] == "static-int8":
+            keys += ["calibration_method", "calibration_size", "per_channel"]
+        elif values["recipe"] == "dynamic-int8":
+            keys += ["per_channel"]
+        params = {k: values[k] for k in keys if values.get(k) is not None}
         run = services.optimization_request(
             version=version,
             recipe=values["recipe"],

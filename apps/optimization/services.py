@@ -11,6 +11,7 @@ percentage points keeps the version but marks it `failed` (failure_code
 import datetime as dt
 import hashlib
 import logging
+import tarfile
 import tempfile
 import threading
 import uuid
@@ -60,7 +61,8 @@ def evaluation_set_create(
         )
     head = upload.read(8)
     upload.seek(0)
-    is_archive = head.startswith(b"PK") or (upload.name or "").endswith((".tar", ".tar.gz", ".tgz", ".zip"))
+    is_archive = head.startswith(b"PK") or tarfile.is_tarfile(upload)
+    upload.seek(0)
     kind = EvaluationSet.Kind.IMAGES if is_archive else EvaluationSet.Kind.JSONL
     digest = hashlib.sha256()
     for chunk in upload.chunks():
@@ -235,6 +237,13 @@ def optimization_run(*, run_id: str) -> str:
         )
     finally:
         lease.stop()
+    if status == OptimizationRun.Status.FAILED and run.result_version is not None:
+        # A result the run could not finish measuring or gating must not take an alias.
+        ModelVersion.objects.filter(pk=run.result_version.pk, status=ModelVersion.Status.READY).update(
+            status=ModelVersion.Status.FAILED,
+            failure_code="not_evaluated",
+            status_reason=f"Its optimization run failed before the accuracy gate: {message}"[:2000],
+        )
     OptimizationRun.objects.filter(pk=run.pk).update(
         status=status,
         finished_at=timezone.now(),

@@ -232,3 +232,41 @@ def test_admin_pages_show_runs_reports_and_sets(api, tiny_version, client, staff
     version = ModelVersion.objects.get(model__name="tiny", number=2)
     page = client.get(f"/admin/registry/modelversion/{version.pk}/change/")
     assert page.status_code == 200 and b"latency_ratio_p50" in page.content
+
+
+def test_a_result_whose_run_failed_before_the_gate_cannot_take_an_alias(api, tiny_version, monkeypatch):
+    from apps.optimization import services
+
+    def breaks(*args, **kwargs):
+        raise RuntimeError("the evaluation machine caught fire")
+
+    monkeypatch.setattr(services, "_report", breaks)
+    done = run(api, optimize(api, {"recipe": "graph"}))
+    assert done["status"] == "failed" and done["result_version"] == 2
+    version = ModelVersion.objects.get(model__name="tiny", number=2)
+    assert (version.status, version.failure_code) == ("failed", "not_evaluated")
+    response = api.put("/api/v1/models/tiny/aliases/production/", {"version": 2}, format="json")
+    assert response.status_code == 409
+
+
+def test_a_tar_evaluation_set_in_any_compression_is_read(api, tiny_version):
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:bz2") as archive:
+        data = photos()[0]
+        info = tarfile.TarInfo("a/0.jpg")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    response = upload_set(api, buffer.getvalue(), filename="set.tar.bz2")
+    assert response.status_code == 201, response.content
+    assert (response.json()["kind"], response.json()["summary"]["items"]) == ("images", 1)
+
+
+def test_the_optimize_command_refuses_an_unknown_set(tiny_version):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="no evaluation set 'nope'"):
+        call_command(
+            "optimize", "--model", "tiny", "--number", "1", "--recipe", "graph", "--evaluation-set", "nope"
+        )

@@ -33,11 +33,14 @@ class Command(BaseCommand):
         version = ModelVersion.objects.filter(model__name=options["model"], number=options["number"]).first()
         if version is None:
             raise CommandError(f"No version {options['number']} of '{options['model']}'.")
-        sets = {
-            key: EvaluationSet.objects.filter(model=version.model, name=options[key]).first()
-            for key in ("evaluation_set", "calibration_set")
-            if options[key]
-        }
+        sets = {}
+        for key in ("evaluation_set", "calibration_set"):
+            if options[key]:
+                sets[key] = EvaluationSet.objects.filter(model=version.model, name=options[key]).first()
+                if sets[key] is None:
+                    raise CommandError(
+                        f"Model '{version.model.name}' has no evaluation set '{options[key]}'."
+                    )
         params = {
             key: options[key] for key in ("calibration_method", "max_top1_drop") if options[key] is not None
         }
