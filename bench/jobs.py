@@ -1,6 +1,6 @@
 """Batch-job benchmark: job throughput against raw ONNX Runtime batched throughput, in one run.
 
-    .venv/bin/python bench/jobs.py [--images 2000] [--repeat 1]
+    .venv/bin/python bench/jobs.py [--images 2000] [--repeat 1] [--workers 1,2]
 
 What it measures: images per second of a batch job of the demo EfficientNet-Lite0, with
 1 and 2 Celery worker processes, as a ratio of the raw batched throughput of the same
@@ -34,7 +34,9 @@ neighbouring measurements mean anything). Target: at least 0.9 with one worker p
      neither waits for the other's upload. Throughput is
      images / (last finished_at - first started_at).
    Before measuring, each worker runs a small warm-up job (the model is loaded on a
-   worker's first job; workers do not preload it).
+   worker's first job; workers do not preload it). No beat runs, so a job whose worker
+   died would never finish: a run with no progress for STALL_SECONDS fails and prints
+   the processes' logs.
 
 Prints a table and writes bench/results/jobs-<time>.json.
 """
@@ -72,6 +74,7 @@ INTRA_OP_THREADS = int(os.environ.get("ORT_INTRA_OP_THREADS", "1"))
 BATCH_SIZE = int(os.environ.get("JOB_BATCH_SIZE", "32"))
 REDIS_DB = 9
 FINISHED = ("succeeded", "failed", "cancelled")
+STALL_SECONDS = 90  # no job's status or progress changed for this long: something is wrong
 
 
 # --- Raw ONNX Runtime -----------------------------------------------------------------------------
@@ -239,8 +242,17 @@ class Stack:
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         log = (self.workdir / f"{name}.log").open("a")
         self._logs.append(log)
+        # Each process's Prometheus folder in the workdir (else each start leaves one in /tmp).
+        metrics = self.workdir / f"metrics-{name}"
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir()
         process = subprocess.Popen(
-            command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env={**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes.append(process)
         return process
@@ -398,13 +410,19 @@ def run_jobs(stack: Stack, names: list[str], archives: list[bytes], timeout: flo
     uploaded = time.monotonic() - submitted
     done: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
+    seen: dict[str, tuple] = {}
+    moved = time.monotonic()
     while len(done) < len(ids):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"jobs not finished after {timeout:.0f} s: {[stack.job(i) for i in ids]}")
+        # No beat runs here, so a job whose worker died would stay `running`: give up early.
+        if time.monotonic() > deadline or time.monotonic() - moved > STALL_SECONDS:
+            raise RuntimeError(f"jobs not finished (or stalled): {[stack.job(i) for i in ids]}")
         time.sleep(0.25)
         for job_id in ids:
             if job_id not in done:
                 body = stack.job(job_id)
+                state = (body["status"], body["progress"]["done"])
+                if seen.get(job_id) != state:
+                    seen[job_id], moved = state, time.monotonic()
                 if body["status"] in FINISHED:
                     done[job_id] = body
     wall = time.monotonic() - submitted
