@@ -95,3 +95,9 @@ def test_probes_answer_whatever_the_host_header(client, settings):
         response = client.get(path, HTTP_HOST="10.1.2.3:8000")
         assert response.status_code == 200, (path, response.content)
     assert client.get("/api/v1/models/", HTTP_HOST="10.1.2.3:8000").status_code == 400
+
+
+@pytest.mark.django_db
+def test_probes_with_a_trailing_slash_are_answered_too(client, settings):
+    settings.ALLOWED_HOSTS = ["api.example.com"]
+    assert client.get("/healthz/", HTTP_HOST="10.1.2.3:8000").status_code == 200

@@ -114,5 +114,5 @@ class ProbeMiddleware:
         self.views = {"/healthz": views.healthz, "/readyz": views.readyz, "/metrics": views.metrics}
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        view = self.views.get(request.path_info)
+        view = self.views.get(request.path_info.rstrip("/"))
         return view(request) if view is not None else self.get_response(request)

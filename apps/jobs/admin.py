@@ -45,7 +45,8 @@ class BatchJobAdmin(admin.ModelAdmin):
         return False  # jobs come through the API
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return request.method in ("GET", "HEAD")  # viewable, not editable (actions still work)
+        # Viewable (by users with the view or change permission), never edited; actions still work.
+        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
 
     @admin.display(description="progress")
     def progress_bar(self, obj: BatchJob) -> str:

@@ -214,10 +214,12 @@ def submission_from_request(
     data = request.data if hasattr(request.data, "get") else {}
     fields = {k: data.get(k) for k in ("model", "version", "alias", "top_k", "webhook_url") if data.get(k)}
     if model is not None:
-        fields["model"] = model
+        # As the synchronous predict reads them: the version from the query only, top_k from
+        # the query or the body.
+        fields = {"model": model, **({"top_k": fields["top_k"]} if "top_k" in fields else {})}
         for name in ("version", "alias", "top_k"):
             if request.query_params.get(name):
-                fields.setdefault(name, request.query_params[name])
+                fields[name] = request.query_params[name]
     meta = JobListCreateApi.JobSubmitSerializer(data=fields)
     meta.is_valid(raise_exception=True)
     submission = services.JobSubmission(

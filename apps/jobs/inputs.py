@@ -148,25 +148,41 @@ def _zip_inputs(upload: Any) -> Iterator[JobInput]:
                 raise InvalidInput(
                     f"The zip archive is corrupt at '{info.filename[:200]}'.", code="invalid_archive"
                 ) from exc
-            yield JobInput(data=data, filename=info.filename[:255])
+            yield JobInput(data=data, filename=clean_name(info.filename))
 
 
 def _tar_inputs(archive: tarfile.TarFile) -> Iterator[JobInput]:
+    """Members one by one, without keeping their headers (a million empty entries must
+    not fill memory); entries and skipped bytes are counted against the job's limits too."""
+    entries = skipped = 0
     try:
-        for member in archive:
+        while (member := archive.next()) is not None:
+            archive.members = []  # tarfile keeps every header it reads; this reader needs none
+            entries += 1
+            if entries > settings.JOB_MAX_ITEMS * 2:
+                raise PayloadTooLarge("The archive has too many entries.", code="too_many_items")
             _check_member_name(member.name)
+            if member.size > settings.JOB_MAX_ITEM_BYTES:
+                raise _item_too_large(member.name)
             if member.isdir() or _skipped(member.name):
+                skipped += member.size
+                if skipped > settings.JOB_MAX_BYTES:
+                    raise PayloadTooLarge("The archive is too large.", code="job_too_large")
                 continue
             if not member.isfile():
                 raise _unsafe(member.name, "is a link or a device, not a file")
-            if member.size > settings.JOB_MAX_ITEM_BYTES:
-                raise _item_too_large(member.name)
             stream = archive.extractfile(member)
             if stream is None:
                 continue
-            yield JobInput(data=read_capped(stream, member.name), filename=member.name[:255])
+            yield JobInput(data=read_capped(stream, member.name), filename=clean_name(member.name))
     except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InvalidInput("The tar archive is corrupt.", code="invalid_archive") from exc
+
+
+def clean_name(name: str) -> str:
+    """A file name as text a database takes: valid UTF-8 (names in other encodings come
+    with replacement characters), no NUL, at most 255 characters."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")[:255]
 
 
 def base64_images(values: list[Any]) -> Iterator[JobInput]:
@@ -191,6 +207,13 @@ def tensor_inputs(values: list[Any]) -> Iterator[JobInput]:
     for index, value in enumerate(values):
         if not isinstance(value, dict) or not value:
             raise InvalidInput(f"inputs[{index}] must be an object of named tensors.", code="invalid_tensor")
+        try:  # a lone surrogate or a NUL would be refused by the database much later, on the worker
+            text = json.dumps(value, allow_nan=True, ensure_ascii=False)
+            text.encode("utf-8")
+        except (UnicodeEncodeError, ValueError, RecursionError) as exc:
+            raise InvalidInput(f"inputs[{index}] is not valid text.", code="invalid_tensor") from exc
+        if "\\u0000" in text:
+            raise InvalidInput(f"inputs[{index}] contains a NUL character.", code="invalid_tensor")
         yield JobInput(
             data=json.dumps(value, allow_nan=True).encode(),
             filename=f"inputs[{index}]",

@@ -78,6 +78,14 @@ def check_webhook_url(url: str) -> str:
         problem = _address_problem(address)
         if problem:
             _refuse(url, f"the host {host} resolves to {address}, which is {problem}")
+    return normalize_url(url)
+
+
+def normalize_url(url: str) -> str:
+    """The URL as stored (scheme and host lower-case, no fragment, `/` for an empty path),
+    checked only by the rules that need no DNS."""
+    parts = _parse_url(url)
+    host = parts.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"

@@ -52,3 +52,13 @@ def test_cancel_and_retry_actions(admin_client, api, tiny_version, enqueued):
         "/admin/jobs/batchjob/", {"action": "cancel_jobs", "_selected_action": [queued]}, follow=True
     )
     assert b"already succeeded" in response.content
+
+
+def test_staff_without_job_permissions_cannot_read_jobs(client, api, tiny_version, db):
+    from apps.accounts.models import User
+
+    job_id = submit(api, 1)
+    clerk = User.objects.create_user("clerk", password="pw", is_staff=True)
+    client.force_login(clerk)
+    assert client.get("/admin/jobs/batchjob/").status_code == 403
+    assert client.get(f"/admin/jobs/batchjob/{job_id}/change/").status_code in (302, 403)

@@ -234,3 +234,57 @@ def test_a_predict_only_key_cannot_turn_a_prediction_into_a_job(key_client, tiny
     )
     error = assert_error(response, 403, "scope_missing")
     assert "jobs" in error["message"]
+
+
+def test_a_tar_of_a_great_many_empty_entries_is_refused_without_reading_them_all(api, tiny_version, settings):
+    import tarfile
+
+    settings.JOB_MAX_ITEMS = 10
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for index in range(50):
+            folder = tarfile.TarInfo(f"d{index}")
+            folder.type = tarfile.DIRTYPE
+            archive.addfile(folder)
+    assert_error(post_archive(api, buffer.getvalue(), "x.tgz"), 413, "too_many_items")
+
+
+def test_a_huge_hidden_file_in_a_tar_is_refused_before_it_is_inflated(api, tiny_version, settings):
+    settings.JOB_MAX_ITEM_BYTES = 1000
+    archive = make_tar({".hidden": b"\0" * 5000, "a.jpg": photo("coffee")})
+    assert_error(post_archive(api, archive, "x.tgz"), 413, "input_too_large")
+
+
+def test_archive_names_in_other_encodings_are_stored_as_text(api, tiny_version):
+    import tarfile
+
+    from apps.jobs.models import JobItem
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT, encoding="latin-1") as archive:
+        data = photo("coffee")
+        info = tarfile.TarInfo("café.jpg")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    response = post_archive(api, buffer.getvalue(), "x.tar")
+    assert response.status_code == 202, response.content
+    name = JobItem.objects.get(job_id=response.json()["id"]).filename
+    assert name.startswith("caf") and name.endswith(".jpg")
+    name.encode("utf-8")  # valid text, whatever the archive's encoding
+
+
+@pytest.mark.parametrize("name", ["x\\u0000", "x\\ud800"])  # as JSON escapes: NUL, a lone surrogate
+def test_tensor_names_a_database_cannot_store_are_refused_at_submission(api, tensor_version, name):
+    body = '{"model": "doubler", "inputs": [{"NAME": [[1.0, 2.0, 3.0, 4.0]]}]}'.replace("NAME", name)
+    response = api.generic("POST", URL, body.encode(), content_type="application/json")
+    assert_error(response, 400, "invalid_tensor")
+
+
+def test_an_idempotent_retry_with_a_webhook_url_returns_the_original_job(api, tiny_version):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "hook-1"}
+    body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "HTTP://127.0.0.1:9"}
+    first = api.post(URL, body, format="json", **headers)
+    assert first.status_code == 202, first.content
+    assert first.json()["webhook_url"] == "http://127.0.0.1:9/"
+    again = api.post(URL, body, format="json", **headers)
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])

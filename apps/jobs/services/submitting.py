@@ -61,6 +61,8 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     The fingerprint is of what the client sent (model, version or alias, inputs...),
     so a retry still finds its job after the alias has moved on.
     """
+    if submission.webhook_url:  # as stored, so a replay's fingerprint matches the original's
+        submission.webhook_url = webhooks.normalize_url(submission.webhook_url)
     existing = _existing(submission)
     if existing is not None:
         return _replay(existing, _fingerprint(submission, None, [])[1]), False
