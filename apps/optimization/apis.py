@@ -151,7 +151,9 @@ class OptimizeApi(RegistryApi):
         calibration_method = serializers.ChoiceField(
             choices=sorted(recipes.CALIBRATION_METHODS), default="minmax", required=False
         )
-        calibration_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+        calibration_size = serializers.IntegerField(
+            min_value=1, max_value=1000, required=False, help_text="Calibration inputs (default 200)."
+        )
         per_channel = serializers.BooleanField(required=False, allow_null=True, default=None)
         max_top1_drop = serializers.FloatField(
             min_value=0, max_value=100, required=False, help_text="Percentage points (default 1)."

@@ -119,7 +119,8 @@ def static_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CALIBRATION_METHODS[method],
-            extra_options={**_EXTRA, "CalibTensorRangeSymmetric": False},
+            # MinMax keeps a running min/max instead of every input's activations in memory.
+            extra_options={**_EXTRA, "CalibTensorRangeSymmetric": False, "CalibMaxIntermediateOutputs": 16},
         ),
     )
 

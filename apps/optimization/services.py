@@ -178,11 +178,14 @@ class _Lease:
     def _renew(self) -> None:
         try:
             while not self._stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
-                OptimizationRun.objects.filter(pk=self.run_id, status=OptimizationRun.Status.RUNNING).update(
-                    lease_expires_at=timezone.now() + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
-                )
-        except Exception:
-            logger.warning("Lease renewal of optimization %s failed", self.run_id, exc_info=True)
+                try:
+                    OptimizationRun.objects.filter(
+                        pk=self.run_id, status=OptimizationRun.Status.RUNNING
+                    ).update(
+                        lease_expires_at=timezone.now() + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
+                    )
+                except Exception:  # the database blinked: try again at the next beat
+                    logger.warning("Lease renewal of optimization %s failed", self.run_id, exc_info=True)
         finally:
             connection.close()
 
@@ -211,12 +214,19 @@ def optimization_run(*, run_id: str) -> str:
         exhausted = OptimizationRun.objects.filter(
             _claimable(now), pk=run_id, attempts__gte=settings.OPTIMIZATION_MAX_ATTEMPTS
         )
+        result = exhausted.values_list("result_version", flat=True).first()
         if exhausted.update(
             status=OptimizationRun.Status.FAILED,
             finished_at=now,
             error_code="attempts_exhausted",
             error_message="The optimization did not finish in its attempts (its worker died).",
         ):
+            if result is not None:  # registered but never gated: it may not take an alias
+                ModelVersion.objects.filter(pk=result, status=ModelVersion.Status.READY).update(
+                    status=ModelVersion.Status.FAILED,
+                    failure_code="not_evaluated",
+                    status_reason="Its optimization run died before the accuracy gate.",
+                )
             return OptimizationRun.Status.FAILED
         return "not_claimed"
     run = OptimizationRun.objects.select_related("source_version__model", "created_by").get(pk=run_id)
@@ -239,7 +249,9 @@ def optimization_run(*, run_id: str) -> str:
         lease.stop()
     if status == OptimizationRun.Status.FAILED and run.result_version is not None:
         # A result the run could not finish measuring or gating must not take an alias.
-        ModelVersion.objects.filter(pk=run.result_version.pk, status=ModelVersion.Status.READY).update(
+        ModelVersion.objects.filter(pk=run.result_version.pk).exclude(failure_code="accuracy_gate").filter(
+            Q(status=ModelVersion.Status.READY) | Q(failure_code="not_evaluated")
+        ).update(
             status=ModelVersion.Status.FAILED,
             failure_code="not_evaluated",
             status_reason=f"Its optimization run failed before the accuracy gate: {message}"[:2000],
@@ -260,21 +272,50 @@ def optimization_run(*, run_id: str) -> str:
 
 def _execute(run: OptimizationRun) -> None:
     source = run.source_version
+    source_path = local_path(source.artifact.name)
+    version = run.result_version
+    if version is None:
+        version = _produce(run, source, source_path)
+    # else: an earlier attempt registered the result and died before gating it: gate it now.
+    if version.status in (ModelVersion.Status.PENDING, ModelVersion.Status.VALIDATING):
+        version = registry.model_version_validate(version_id=version.pk)
+    if version.status != ModelVersion.Status.READY and version.failure_code != "not_evaluated":
+        raise UnprocessableInput(
+            f"The optimized model failed validation: {version.status_reason}", code="result_invalid"
+        )
+    # Until its gate has passed, the result may not take an alias.
+    ModelVersion.objects.filter(pk=version.pk).update(
+        status=ModelVersion.Status.FAILED,
+        failure_code="not_evaluated",
+        status_reason="Its optimization run has not gated it yet.",
+    )
+    _step(run, "evaluating", 60)
+    run.report = _report(run, source, version, source_path, local_path(version.artifact.name))
+    _step(run, "gating", 90)
+    _gate(run, version)
+
+
+def _produce(run: OptimizationRun, source: ModelVersion, source_path: Path) -> ModelVersion:
+    """Apply the recipe and register the result as the model's next version (pending)."""
     params = run.params
     with tempfile.TemporaryDirectory(prefix="mlp-optimize-") as work:
-        source_path = local_path(source.artifact.name)
         target = Path(work) / "model.onnx"
         _step(run, "optimizing", 10)
         calibration = None
         if run.calibration_set is not None:
             calibration_set = run.calibration_set
 
+            limit = int(params.get("calibration_size", settings.OPTIMIZATION_CALIBRATION_SIZE))
+            if params.get("calibration_method", "minmax") != "minmax":
+                # Entropy and Percentile keep every input's activations in memory: fewer inputs.
+                limit = min(limit, settings.OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX)
+
             def calibration():  # a fresh pass over the set each time the tools ask
                 return evaluation.calibration_feeds(
                     evaluation.read_items(local_path(calibration_set.file.name), calibration_set.kind),
                     config=source.preprocessing,
                     signature=source.signature,
-                    limit=int(params.get("calibration_size", settings.OPTIMIZATION_CALIBRATION_SIZE)),
+                    limit=limit,
                 )
 
         recipes.apply(
@@ -296,18 +337,10 @@ def _execute(run: OptimizationRun) -> None:
                 notes=f"{run.recipe} of version {source.number}",
                 enqueue_validation=False,
             )
-        ModelVersion.objects.filter(pk=version.pk).update(derived_from=source)
-        run.result_version = version
-        OptimizationRun.objects.filter(pk=run.pk).update(result_version=version)
-        version = registry.model_version_validate(version_id=version.pk)
-        if version.status != ModelVersion.Status.READY:
-            raise UnprocessableInput(
-                f"The optimized model failed validation: {version.status_reason}", code="result_invalid"
-            )
-        _step(run, "evaluating", 60)
-        run.report = _report(run, source, version, source_path, local_path(version.artifact.name))
-        _step(run, "gating", 90)
-        _gate(run, version)
+    ModelVersion.objects.filter(pk=version.pk).update(derived_from=source)
+    run.result_version = version
+    OptimizationRun.objects.filter(pk=run.pk).update(result_version=version)
+    return version
 
 
 def _report(
@@ -385,7 +418,9 @@ def _gate(run: OptimizationRun, version: ModelVersion) -> None:
         )
     run.report["gate"] = gate
     changes: dict[str, Any] = {"optimization": run.report}
-    if not gate["passed"]:
+    if gate["passed"]:
+        changes.update(status=ModelVersion.Status.READY, failure_code="", status_reason="")
+    else:
         changes.update(
             status=ModelVersion.Status.FAILED, failure_code="accuracy_gate", status_reason=gate["reason"]
         )

@@ -168,6 +168,8 @@ JOB_ENQUEUE_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_ste
 EVALUATION_SET_MAX_BYTES = env.int("EVALUATION_SET_MAX_BYTES", default=500 * 1024 * 1024)
 OPTIMIZATION_MAX_ATTEMPTS = env.int("OPTIMIZATION_MAX_ATTEMPTS", default=2)
 OPTIMIZATION_CALIBRATION_SIZE = env.int("OPTIMIZATION_CALIBRATION_SIZE", default=200)  # items
+# Entropy and Percentile calibration hold every input's activations in memory.
+OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX = env.int("OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX", default=32)
 OPTIMIZATION_LATENCY_RUNS = env.int("OPTIMIZATION_LATENCY_RUNS", default=50)
 OPTIMIZATION_MAX_TOP1_DROP = env.float("OPTIMIZATION_MAX_TOP1_DROP", default=1.0)  # percentage points
 # Webhooks: private, loopback and link-local receivers are refused unless listed here (CIDRs).

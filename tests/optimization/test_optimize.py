@@ -270,3 +270,55 @@ def test_the_optimize_command_refuses_an_unknown_set(tiny_version):
         call_command(
             "optimize", "--model", "tiny", "--number", "1", "--recipe", "graph", "--evaluation-set", "nope"
         )
+
+
+def test_a_result_is_not_aliasable_until_gated_and_a_retry_gates_it(api, tiny_version, monkeypatch, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.optimization import services
+
+    real_report = services._report
+
+    def worker_dies(*args, **kwargs):
+        raise SystemExit("killed while evaluating")
+
+    monkeypatch.setattr(services, "_report", worker_dies)
+    run_id = optimize(api, {"recipe": "graph"}).json()["id"]
+    with pytest.raises(SystemExit):
+        optimization_run(run_id=run_id)
+    version = ModelVersion.objects.get(model__name="tiny", number=2)
+    assert (version.status, version.failure_code) == ("failed", "not_evaluated")
+    assert (
+        api.put("/api/v1/models/tiny/aliases/production/", {"version": 2}, format="json").status_code == 409
+    )
+
+    monkeypatch.setattr(services, "_report", real_report)
+    OptimizationRun.objects.filter(pk=run_id).update(
+        lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert optimization_run(run_id=run_id) == "succeeded"  # the retry gates the registered result
+    assert ModelVersion.objects.filter(model__name="tiny").count() == 2
+    assert ModelVersion.objects.get(model__name="tiny", number=2).status == "ready"
+
+
+def test_a_run_out_of_attempts_leaves_its_result_unaliasable(api, tiny_version, monkeypatch, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.optimization import services
+
+    settings.OPTIMIZATION_MAX_ATTEMPTS = 1
+    monkeypatch.setattr(services, "_report", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
+    run_id = optimize(api, {"recipe": "graph"}).json()["id"]
+    with pytest.raises(SystemExit):
+        optimization_run(run_id=run_id)
+    OptimizationRun.objects.filter(pk=run_id).update(
+        lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert optimization_run(run_id=run_id) == "failed"
+    assert OptimizationRun.objects.get(pk=run_id).error_code == "attempts_exhausted"
+    version = ModelVersion.objects.get(model__name="tiny", number=2)
+    assert (version.status, version.failure_code) == ("failed", "not_evaluated")
