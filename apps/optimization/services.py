@@ -169,8 +169,8 @@ def _claimable(now: dt.datetime) -> Q:
 
 
 class _Lease:
-    def __init__(self, run_id: uuid.UUID) -> None:
-        self.run_id = run_id
+    def __init__(self, run_id: uuid.UUID, token: str) -> None:
+        self.run_id, self.token = run_id, token
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{run_id}")
         self._thread.start()
@@ -202,9 +202,11 @@ def _step(run: OptimizationRun, step: str, progress: int) -> None:
 def optimization_run(*, run_id: str) -> str:
     """Claim and run one optimization; returns its final status (or `not_claimed`)."""
     now = timezone.now()
+    token = uuid.uuid4().hex
     claimed = OptimizationRun.objects.filter(
         _claimable(now), pk=run_id, attempts__lt=settings.OPTIMIZATION_MAX_ATTEMPTS
     ).update(
+        lease_token=token,
         status=OptimizationRun.Status.RUNNING,
         attempts=F("attempts") + 1,
         started_at=Coalesce(F("started_at"), now),
@@ -230,7 +232,7 @@ def optimization_run(*, run_id: str) -> str:
             return OptimizationRun.Status.FAILED
         return "not_claimed"
     run = OptimizationRun.objects.select_related("source_version__model", "created_by").get(pk=run_id)
-    lease = _Lease(run.pk)
+    lease = _Lease(run.pk, token)
     try:
         _execute(run)
         status, code, message = OptimizationRun.Status.SUCCEEDED, "", ""
@@ -256,7 +258,8 @@ def optimization_run(*, run_id: str) -> str:
             failure_code="not_evaluated",
             status_reason=f"Its optimization run failed before the accuracy gate: {message}"[:2000],
         )
-    OptimizationRun.objects.filter(pk=run.pk).update(
+    # Only under this worker's lease: a worker that stalled past it and was replaced says nothing.
+    OptimizationRun.objects.filter(pk=run.pk, lease_token=token).update(
         status=status,
         finished_at=timezone.now(),
         error_code=code,

@@ -322,3 +322,19 @@ def test_a_run_out_of_attempts_leaves_its_result_unaliasable(api, tiny_version, 
     assert OptimizationRun.objects.get(pk=run_id).error_code == "attempts_exhausted"
     version = ModelVersion.objects.get(model__name="tiny", number=2)
     assert (version.status, version.failure_code) == ("failed", "not_evaluated")
+
+
+def test_a_worker_that_lost_its_run_to_another_does_not_overwrite_it(api, tiny_version, monkeypatch):
+    from apps.optimization import services
+
+    real_report = services._report
+
+    def taken_over(run, *args):
+        OptimizationRun.objects.filter(pk=run.pk).update(lease_token="someone-else")
+        return real_report(run, *args)
+
+    monkeypatch.setattr(services, "_report", taken_over)
+    run_id = optimize(api, {"recipe": "graph"}).json()["id"]
+    optimization_run(run_id=run_id)
+    run = OptimizationRun.objects.get(pk=run_id)
+    assert (run.status, run.lease_token) == ("running", "someone-else")
