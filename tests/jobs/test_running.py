@@ -294,7 +294,9 @@ def test_retrying_a_job_gives_failed_items_a_new_result_and_keeps_the_old_audit_
 
 def test_the_reconciler_sends_a_webhook_whose_message_was_lost(api, tiny_version, settings, monkeypatch):
     sent = []
-    monkeypatch.setattr(running_module, "_enqueue_webhook", lambda job_id: sent.append(str(job_id)))
+    monkeypatch.setattr(
+        running_module, "_enqueue_webhook", lambda job_id, attempt=1: sent.append(str(job_id))
+    )
     body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "http://127.0.0.1:9/hook"}
     job_id = api.post(URL, body, format="json").json()["id"]
     job_run(job_id=job_id)  # its on-commit enqueue of the webhook never runs here: as if lost
@@ -314,3 +316,34 @@ def test_a_backlog_in_the_broker_is_not_mistaken_for_lost_messages(
     assert reconcile_jobs()["enqueued"] == []  # two messages wait for two queued jobs
     monkeypatch.setattr(metrics, "broker_queue_depths", lambda url, queues: [1])
     assert sorted(reconcile_jobs()["enqueued"]) == sorted([first, second])  # one was lost
+
+
+def test_the_reconciler_resends_a_webhook_retry_whose_message_was_lost(
+    api, tiny_version, settings, monkeypatch
+):
+    from apps.jobs.models import WebhookDelivery
+
+    sent = []
+    monkeypatch.setattr(
+        running_module, "_enqueue_webhook", lambda job_id, attempt=1: sent.append((str(job_id), attempt))
+    )
+    body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "http://127.0.0.1:9/hook"}
+    job_id = api.post(URL, body, format="json").json()["id"]
+    job_run(job_id=job_id)
+    long_ago = timezone.now() - dt.timedelta(hours=2)
+    BatchJob.objects.filter(pk=job_id).update(finished_at=long_ago)
+    failed = WebhookDelivery.objects.create(
+        job_id=job_id, attempt=1, url=body["webhook_url"], status_code=500
+    )
+    WebhookDelivery.objects.filter(pk=failed.pk).update(created_at=timezone.now())  # its retry is not due yet
+    assert reconcile_jobs()["webhooks"] == []
+    WebhookDelivery.objects.filter(pk=failed.pk).update(
+        created_at=long_ago
+    )  # long overdue: the message was lost
+    assert reconcile_jobs()["webhooks"] == [job_id]
+    assert sent == [(job_id, 2)]
+    WebhookDelivery.objects.create(
+        job_id=job_id, attempt=2, url=body["webhook_url"], status_code=204, succeeded=True
+    )
+    sent.clear()
+    assert reconcile_jobs()["webhooks"] == [] and sent == []

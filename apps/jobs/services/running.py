@@ -484,11 +484,11 @@ def _settle(job_id: Any, status: str, code: str, message: str, locked: Any) -> N
     logger.info("Job %s %s: %s done, %s failed", job_id, status, counts["done"], counts["failed_items"])
 
 
-def _enqueue_webhook(job_id: Any) -> None:
+def _enqueue_webhook(job_id: Any, attempt: int = 1) -> None:
     from workers.jobs import deliver_job_webhook
 
     try:
-        deliver_job_webhook.apply_async(args=[str(job_id), 1], retry=False)
+        deliver_job_webhook.apply_async(args=[str(job_id), attempt], retry=False)
     except Exception:
         logger.warning("Could not enqueue the webhook of job %s", job_id, exc_info=True)
 
@@ -529,19 +529,40 @@ def reconcile_jobs() -> dict[str, list[str]]:
 
 
 def _owed_webhooks(now: dt.datetime, grace: dt.datetime) -> list[str]:
-    """Finished jobs (in the last day) whose webhook was never attempted: its message was
-    lost (say, Redis was down when the job finished). Webhooks are at least once; the
+    """Finished jobs (in the last day) owed a webhook attempt whose message was lost (say,
+    Redis was down or restarted): the first attempt never happened, or a failed attempt's
+    retry is overdue by more than the grace period. Webhooks are at least once; the
     delivery id header lets a receiver drop a duplicate."""
-    owed = BatchJob.objects.filter(
-        status__in=BatchJob.FINISHED,
-        finished_at__lt=grace,
-        finished_at__gt=now - dt.timedelta(days=1),
-        webhook_deliveries__isnull=True,
+    from apps.jobs import webhooks
+
+    recent = BatchJob.objects.filter(
+        status__in=BatchJob.FINISHED, finished_at__lt=grace, finished_at__gt=now - dt.timedelta(days=1)
     ).exclude(webhook_url="")
-    job_ids = [str(job_id) for job_id in owed.values_list("pk", flat=True)[:100]]
-    for job_id in job_ids:
-        _enqueue_webhook(job_id)
-    return job_ids
+    owed = [
+        (str(pk), 1)
+        for pk in recent.filter(webhook_deliveries__isnull=True).values_list("pk", flat=True)[:100]
+    ]
+    grace_seconds = (now - grace).total_seconds()
+    for delivery in _latest_deliveries(recent):
+        if delivery.succeeded or delivery.attempt >= webhooks.max_attempts():
+            continue
+        due = delivery.created_at + dt.timedelta(
+            seconds=webhooks.retry_delay(delivery.attempt) + grace_seconds
+        )
+        if due < now:
+            owed.append((str(delivery.job_id), delivery.attempt + 1))
+    for job_id, attempt in owed[:100]:
+        _enqueue_webhook(job_id, attempt)
+    return [job_id for job_id, _ in owed[:100]]
+
+
+def _latest_deliveries(jobs: Any) -> list:
+    from apps.jobs.models import WebhookDelivery
+
+    latest: dict[Any, WebhookDelivery] = {}
+    for delivery in WebhookDelivery.objects.filter(job__in=jobs).order_by("job_id", "attempt"):
+        latest[delivery.job_id] = delivery
+    return list(latest.values())
 
 
 def _messages_cover_queued_jobs() -> bool:
