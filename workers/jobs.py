@@ -4,6 +4,7 @@ import socket
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Q
 
 from apps.jobs import webhooks
 from apps.jobs.models import BatchJob
@@ -40,6 +41,8 @@ def deliver_job_webhook(job_id: str, attempt: int) -> None:
     job = BatchJob.objects.select_related("owner").filter(pk=job_id).first()
     if job is None or not job.webhook_url:
         return
+    if job.webhook_deliveries.filter(Q(attempt__gte=attempt) | Q(succeeded=True)).exists():
+        return  # a copy of this attempt (the reconciler's, or a redelivery) already ran
     from apps.jobs.selectors import job_webhook_payload
 
     delivery = webhooks.deliver(job=job, payload=job_webhook_payload(job), attempt=attempt)

@@ -347,3 +347,25 @@ def test_the_reconciler_resends_a_webhook_retry_whose_message_was_lost(
     )
     sent.clear()
     assert reconcile_jobs()["webhooks"] == [] and sent == []
+
+
+def test_a_second_copy_of_a_webhook_attempt_does_nothing(api, tiny_version, monkeypatch):
+    from apps.jobs import webhooks
+    from apps.jobs.models import WebhookDelivery
+    from workers.jobs import deliver_job_webhook
+
+    calls = []
+    monkeypatch.setattr(
+        webhooks,
+        "deliver",
+        lambda *, job, payload, attempt: (
+            calls.append(attempt)
+            or WebhookDelivery.objects.create(job=job, attempt=attempt, url=job.webhook_url, succeeded=True)
+        ),
+    )
+    body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "http://127.0.0.1:9/hook"}
+    job_id = api.post(URL, body, format="json").json()["id"]
+    job_run(job_id=job_id)
+    deliver_job_webhook(job_id, 1)
+    deliver_job_webhook(job_id, 1)  # the reconciler's copy, or a redelivered message
+    assert calls == [1]
