@@ -274,7 +274,7 @@ def quota_spend_statement(*, user: User, amount: int) -> tuple[str, list]:
 
     Plain SQL because it runs on every prediction and the ORM's compilation costs
     more than the round trip; exposed so the prediction path can send it together
-    with its audit INSERT in one statement (see apps/inference/services.py).
+    with its audit INSERT in one statement (see apps/inference/audit.py).
     It updates no row when the quota would be exceeded or the month's row is missing.
     """
     return _spend_statement(user.pk, current_period(), amount, limits_for(user).monthly_prediction_quota)
