@@ -62,6 +62,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from common import CREATE_SUPERUSER, register_demo  # bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = sorted((ROOT / "demo" / "images").glob("*.jpg"))
@@ -203,24 +204,8 @@ class Stack:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.db_name}"')
         self.manage("migrate", "--noinput", "-v0")
-        self.manage(
-            "shell",
-            "-c",
-            "from apps.accounts.models import User; User.objects.create_superuser('bench', '', None)",
-        )
-        self.manage(
-            "register_model",
-            "--name",
-            "effnet",
-            "--file",
-            str(DEMO / "model.onnx"),
-            "--labels",
-            str(DEMO / "labels.txt"),
-            "--preprocessing",
-            str(DEMO / "preprocessing.json"),
-            "--alias",
-            "production",
-        )
+        self.manage(*CREATE_SUPERUSER)
+        self.manage(*register_demo())
         self.key = self.manage("create_api_key", "bench", "--name", "bench", "--scopes", "jobs").strip()
 
     def tear_down(self) -> None:

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import CREATE_SUPERUSER, register_demo  # bench/ is on sys.path when run
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo" / "efficientnet_lite0"
 DIGITS = ROOT / "demo" / "digits"
@@ -57,22 +59,8 @@ def main() -> None:
         return result.stdout
 
     manage("migrate", "--noinput", "-v0")
-    manage(
-        "shell",
-        "-c",
-        "from apps.accounts.models import User; User.objects.create_superuser('bench', '', None)",
-    )
-    manage(
-        "register_model",
-        "--name",
-        "effnet",
-        "--file",
-        str(DEMO / "model.onnx"),
-        "--labels",
-        str(DEMO / "labels.txt"),
-        "--preprocessing",
-        str(DEMO / "preprocessing.json"),
-    )
+    manage(*CREATE_SUPERUSER)
+    manage(*register_demo(alias=None))
     manage(
         "add_evaluation_set", "--model", "effnet", "--name", "photos", "--file", str(DEMO / "eval-set.zip")
     )

@@ -37,6 +37,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import urlopen
 
+from common import CREATE_SUPERUSER, register_demo  # bench/ is on sys.path when run
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = sorted((ROOT / "demo" / "images").glob("*.jpg"))
 DEMO = ROOT / "demo" / "efficientnet_lite0"
@@ -133,24 +135,8 @@ class Platform:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.db_name}"')
         self.manage("migrate", "--noinput")
-        self.manage(
-            "shell",
-            "-c",
-            "from apps.accounts.models import User; User.objects.create_superuser('bench', '', None)",
-        )
-        self.manage(
-            "register_model",
-            "--name",
-            "effnet",
-            "--file",
-            str(DEMO / "model.onnx"),
-            "--labels",
-            str(DEMO / "labels.txt"),
-            "--preprocessing",
-            str(DEMO / "preprocessing.json"),
-            "--alias",
-            "production",
-        )
+        self.manage(*CREATE_SUPERUSER)
+        self.manage(*register_demo())
         tiny = Path(self.env["MODEL_STORE_ROOT"]).parent / "tiny.onnx"
         sys.path.insert(0, str(ROOT))
         from tests.onnx_models import tiny_classifier
