@@ -102,14 +102,19 @@ class RedisCache(django_redis.RedisCache):
             _warn("set")
 
     def incr_with_expiry(self, key: str, amount: int, timeout: int) -> int:
-        """INCR and set the expiry of a new key, in one round trip (a pipeline)."""
+        """INCRBY, and give a new key its expiry: one command on the usual path.
+
+        For keys that name their own time window (the rate limiter's): if the
+        EXPIRE after a window's first INCRBY is lost, the key lingers as garbage
+        but never counts against a later window. A pipelined INCRBY + EXPIRE NX
+        cost about 0.1 ms more CPU per request (docs/performance.md).
+        """
         key = self.make_and_validate_key(key)
         client = self._cache.get_client(key, write=True)
-        pipe = client.pipeline(transaction=False)
-        pipe.incrby(key, amount)
-        pipe.expire(key, timeout, nx=True)
         try:
-            count, _ = pipe.execute()
+            count = int(client.incrby(key, amount))
+            if count == amount:  # the first hit of this key
+                client.expire(key, timeout)
         except UNAVAILABLE as exc:
             raise CacheUnavailable(str(exc)) from exc
-        return int(count)
+        return count

@@ -57,3 +57,28 @@ def test_rate_limits_can_fail_closed_with_503(key_client, settings, request):
     response = client.post("/api/v1/models/", {"name": "m"}, format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+@pytest.fixture
+def live_redis(settings):
+    """The shared cache on the machine's Redis (as in CI), under a key prefix of its own."""
+    import os
+    import uuid
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "apps.core.cache.RedisCache",
+            "LOCATION": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+        }
+    }
+    return caches["default"]
+
+
+def test_a_counter_gets_its_expiry_on_the_first_hit_only(live_redis):
+    assert live_redis.incr_with_expiry("window:1", 1, 30) == 1
+    assert live_redis.incr_with_expiry("window:1", 3, 90) == 4
+    client = live_redis._cache.get_client(write=True)
+    key = live_redis.make_and_validate_key("window:1")
+    assert 0 < client.ttl(key) <= 30  # the later hit did not extend it
+    client.delete(key)
