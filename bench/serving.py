@@ -47,6 +47,7 @@ SERVERS = {
     # --threads 1: gunicorn turns "sync" with threads > 1 (gunicorn.conf.py sets 2) into gthread.
     "sync-2": ["--worker-class", "sync", "--workers", "2", "--threads", "1"],
     "sync-3": ["--worker-class", "sync", "--workers", "3", "--threads", "1"],
+    "gthread-2x1": ["--worker-class", "gthread", "--workers", "2", "--threads", "1"],
     "gthread-2x2": ["--worker-class", "gthread", "--workers", "2", "--threads", "2"],
     "gthread-2x4": ["--worker-class", "gthread", "--workers", "2", "--threads", "4"],
     "gthread-3x2": ["--worker-class", "gthread", "--workers", "3", "--threads", "2"],

@@ -20,8 +20,14 @@ class Prediction(models.Model):
         FAILED = "failed"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # No index of its own: prediction_user_recent (user, -id) serves lookups by user.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="predictions",
+        db_index=False,
     )
     api_key = models.ForeignKey(
         "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
@@ -33,14 +39,14 @@ class Prediction(models.Model):
     version_number = models.PositiveIntegerField()
     alias = models.CharField(max_length=64, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.SYNC)
-    input_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    input_sha256 = models.CharField(max_length=64, blank=True)
     input_meta = models.JSONField(default=dict, blank=True)
     output = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
-    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+    request_id = models.CharField(max_length=128, blank=True)
     client_address = models.CharField(max_length=64, blank=True)
     # A job's item has at most one audit row: a re-run after a lost worker cannot write a second.
     job_item = models.OneToOneField(
@@ -49,7 +55,12 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Every index is written on every prediction, so there are no more than the
+        # lookups need: exact matches only on the digest and the request id (a plain
+        # btree, not Django's extra LIKE index on PostgreSQL).
         indexes = [
+            models.Index(fields=["input_sha256"], name="prediction_input_sha256"),
+            models.Index(fields=["request_id"], name="prediction_request_id"),
             models.Index(fields=["user", "-id"], name="prediction_user_recent"),
             models.Index(fields=["model_name", "version_number", "-id"], name="prediction_model_recent"),
         ]
