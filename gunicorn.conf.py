@@ -16,8 +16,10 @@ if _OWN_METRICS_DIR:
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "2"))
+# Sync workers, one request at a time per process, behind a buffering proxy (nginx): the
+# best tail latency measured at concurrency 16 (docs/decisions/0007-application-server.md).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # Seconds a worker may go silent before the master restarts it (a sync worker is silent
 # during a whole request, such as a model upload of hundreds of MB).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))

@@ -20,7 +20,7 @@ export PROMETHEUS_MULTIPROC_DIR
 WORKER_PID=$!
 # The same application server as production (gunicorn.conf.py), bound to this machine only.
 # One process: on the embedded default the rate counters and caches live in process memory.
-GUNICORN_BIND=127.0.0.1:8000 GUNICORN_WORKERS=1 GUNICORN_THREADS=4 \
+GUNICORN_BIND=127.0.0.1:8000 GUNICORN_WORKERS=1 GUNICORN_WORKER_CLASS=gthread GUNICORN_THREADS=4 \
     .venv/bin/gunicorn mlplatform.wsgi -c gunicorn.conf.py &
 WEB_PID=$!
 
