@@ -94,12 +94,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    # A health check is one more round trip (SELECT 1) at the start of every request that
-    # reuses a connection; without it, the first request after a database restart fails.
+    # A health check before the first query of every request that reuses a connection:
+    # without it, the first request after a database restart fails. On PostgreSQL it
+    # polls the idle socket instead of sending SELECT 1 (mlplatform/db/postgresql/).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
-# Database metrics (django-prometheus): the same backends, instrumented.
-DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
-    "django.db.backends.", "django_prometheus.db.backends."
+# Database metrics (django-prometheus): the same backends, instrumented. PostgreSQL's
+# adds a health check without a round trip (mlplatform/db/postgresql/base.py).
+DATABASES["default"]["ENGINE"] = (
+    "mlplatform.db.postgresql"
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    else DATABASES["default"]["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
