@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.http import QueryDict
+from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
 from django.utils.datastructures import MultiValueDict
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import DataAndFiles, MultiPartParser
@@ -38,7 +39,7 @@ class SmallMultiPartParser(MultiPartParser):
             return super().parse(stream, media_type, parser_context)
         try:
             return self._parse(stream.read(length), boundary, parser_context.get("encoding") or "utf-8")
-        except (multipart.MultipartError, UnicodeDecodeError) as exc:
+        except multipart.MultipartError as exc:
             raise ParseError(f"Multipart form parse error - {exc}") from exc
 
     @staticmethod
@@ -62,15 +63,21 @@ class SmallMultiPartParser(MultiPartParser):
                             raise TooManyFieldsSent(
                                 "The number of fields exceeded DATA_UPLOAD_MAX_NUMBER_FIELDS."
                             )
-                        data.appendlist(segment.name, content.decode(segment.charset or encoding))
+                        # As Django does: the request's encoding, undecodable bytes replaced.
+                        data.appendlist(segment.name, content.decode(encoding, errors="replace"))
                         continue
                     file_count += 1
                     if max_files is not None and file_count > max_files:
                         raise TooManyFilesSent("The number of files exceeded DATA_UPLOAD_MAX_NUMBER_FILES.")
+                    # Django's own rules: no path, no unprintable characters; a file part
+                    # without a usable name (an empty file input) is skipped.
+                    name = DjangoMultiPartParser.sanitize_file_name(None, segment.filename)  # type: ignore[arg-type]
+                    if not name:
+                        continue
                     upload = InMemoryUploadedFile(
                         file=io.BytesIO(content),
                         field_name=segment.name,
-                        name=segment.filename,
+                        name=name,
                         content_type=segment.content_type or "application/octet-stream",
                         size=len(content),
                         charset=segment.charset,

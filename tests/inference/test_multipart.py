@@ -75,3 +75,31 @@ def test_the_same_image_gives_the_same_answer_from_both_parsers(api, tiny_versio
     assert post(api, body).json()["predictions"] == fast
     digests = set(Prediction.objects.values_list("input_sha256", flat=True))
     assert len(digests) == 1
+
+
+def test_file_names_lose_their_path_as_with_djangos_parser(api, tiny_version):
+    response = post(api, form(("image", "../../etc/a.png", png()), ("image", "C:\\temp\\b.png", png())))
+    assert response.status_code == 200, response.content
+    names = sorted(row.input_meta["filename"] for row in Prediction.objects.all())
+    assert names == ["a.png", "b.png"]
+
+
+def test_a_file_part_without_a_name_is_skipped(api, tiny_version):
+    empty = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename=""\r\n\r\n\r\n'
+    response = post(api, empty.encode() + form(("image", "a.png", png())))
+    assert response.status_code == 200, response.content
+    assert len(response.json()["predictions"]) == 1
+
+
+def test_a_field_in_a_bad_charset_is_replaced_not_a_500(api, tiny_version):
+    body = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="top_k"\r\n'
+            "Content-Type: text/plain; charset=no-such-charset\r\n\r\n"
+        ).encode()
+        + b"\xff\xfe\r\n"
+        + form(("image", "a.png", png()))
+    )
+    response = post(api, body)
+    assert response.status_code == 400  # top_k is not a number: a validation error, not a crash
+    assert "top_k" in response.json()["error"]["details"]
