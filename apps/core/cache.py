@@ -102,19 +102,19 @@ class RedisCache(django_redis.RedisCache):
             _warn("set")
 
     def incr_with_expiry(self, key: str, amount: int, timeout: int) -> int:
-        """INCRBY, and give a new key its expiry: one command on the usual path.
+        """INCRBY and EXPIRE NX in one round trip (a pipeline).
 
-        For keys that name their own time window (the rate limiter's): if the
-        EXPIRE after a window's first INCRBY is lost, the key lingers as garbage
-        but never counts against a later window. A pipelined INCRBY + EXPIRE NX
-        cost about 0.1 ms more CPU per request (docs/performance.md).
+        Measured against the alternatives (docs/performance.md): INCRBY alone, with an
+        EXPIRE only after a window's first hit, saved about 0.03 ms of client CPU but
+        could leave a key without an expiry; a Lua script cost as much as this.
         """
         key = self.make_and_validate_key(key)
         client = self._cache.get_client(key, write=True)
+        pipe = client.pipeline(transaction=False)
+        pipe.incrby(key, amount)
+        pipe.expire(key, timeout, nx=True)
         try:
-            count = int(client.incrby(key, amount))
-            if count == amount:  # the first hit of this key
-                client.expire(key, timeout)
+            count, _ = pipe.execute()
         except UNAVAILABLE as exc:
             raise CacheUnavailable(str(exc)) from exc
-        return count
+        return int(count)

@@ -145,7 +145,7 @@ class PredictApi(APIView):
         values, errors = {}, {}
         for name, field in self._QUERY_FIELDS.items():
             raw = request.query_params.get(name)
-            if raw is None:
+            if raw is None or raw == "":  # a serializer treats `?top_k=` as not given
                 continue
             try:
                 values[name] = field.run_validation(raw)

@@ -1,5 +1,7 @@
 """The predict endpoint's in-memory multipart parser (apps/core/parsers.py)."""
 
+import base64
+
 import pytest
 from PIL import Image
 
@@ -42,11 +44,68 @@ def test_two_files_and_a_field(api, tiny_version):
     assert names == ["a.png", "b.png"]
 
 
-def test_a_truncated_body_is_400(api, tiny_version):
-    body = form(("image", "a.png", png()), close=False)[:-10]
-    response = post(api, body)
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "malformed_request"
+def answers(api, body: bytes, settings, content_type: str = "") -> tuple:
+    """The endpoint's answer to `body` from the in-memory path, then from Django's parser."""
+    content_type = content_type or f"multipart/form-data; boundary={BOUNDARY}"
+    fast = api.generic("POST", URL, body, content_type=content_type)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10  # every body is bigger: Django's parser runs
+    slow = api.generic("POST", URL, body, content_type=content_type)
+    return fast, slow
+
+
+def same(fast, slow) -> None:
+    assert fast.status_code == slow.status_code, (fast.content, slow.content)
+    assert fast.status_code < 500
+    if fast.status_code == 200:
+        assert fast.json()["predictions"] == slow.json()["predictions"]
+    else:
+        assert fast.json()["error"]["code"] == slow.json()["error"]["code"]
+
+
+UNUSUAL = {
+    "truncated": form(("image", "a.png", png()), close=False)[:-10],
+    "no closing boundary": form(("image", "a.png", png()), close=False),
+    "rfc 2231 file name": (
+        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename*=UTF-8''a%C3%A9.png\r\n"
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    + png()
+    + f"\r\n--{BOUNDARY}--\r\n".encode(),
+    "transfer encoding": (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        "Content-Transfer-Encoding: base64\r\nContent-Type: image/png\r\n\r\n"
+    ).encode()
+    + base64.b64encode(png())
+    + f"\r\n--{BOUNDARY}--\r\n".encode(),
+    "no disposition": f"--{BOUNDARY}\r\nContent-Type: text/plain\r\n\r\nx\r\n".encode()
+    + form(("image", "a.png", png())),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNUSUAL))
+def test_an_unusual_body_gets_the_same_answer_as_from_djangos_parser(api, tiny_version, settings, kind):
+    same(*answers(api, UNUSUAL[kind], settings))
+
+
+def test_a_charset_that_is_not_a_text_encoding_is_a_4xx_as_with_django(api, tiny_version, settings):
+    body = form(("image", "a.png", png()), ("top_k", None, b"1"))
+    fast, slow = answers(api, body, settings, f"multipart/form-data; boundary={BOUNDARY}; charset=zlib")
+    same(fast, slow)
+
+
+def test_field_names_are_stripped_as_django_does(api, tiny_version, settings):
+    same(*answers(api, form(("image", "a.png", png()), (" top_k ", None, b"1")), settings))
+
+
+@pytest.mark.parametrize("query", ["?top_k=", "?version=", "?alias="])
+def test_an_empty_query_parameter_counts_as_not_given(api, tiny_version, query):
+    response = api.generic(
+        "POST",
+        URL + query,
+        form(("image", "a.png", png())),
+        content_type=f"multipart/form-data; boundary={BOUNDARY}",
+    )
+    assert response.status_code == 200, response.content
 
 
 def test_a_body_without_the_boundary_is_400(api, tiny_version):
