@@ -96,7 +96,7 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     # A health check before the first query of every request that reuses a connection:
     # without it, the first request after a database restart fails. On PostgreSQL it
-    # polls the idle socket instead of sending SELECT 1 (mlplatform/db/postgresql/).
+    # polls the idle socket, with a SELECT 1 at most once a second (mlplatform/db/postgresql/).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
 # Database metrics (django-prometheus): the same backends, instrumented. PostgreSQL's
 # adds a health check without a round trip (mlplatform/db/postgresql/base.py).
