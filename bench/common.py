@@ -1,5 +1,7 @@
-"""What the benchmarks share: the demo model's registration and the bench superuser."""
+"""What the benchmarks share: manage.py runs, the demo model's registration, the bench superuser."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +28,16 @@ def register_demo(name: str = "effnet", alias: str | None = "production") -> lis
         str(DEMO / "preprocessing.json"),
     ]
     return [*args, "--alias", alias] if alias else args
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run `manage.py` with `env` in this interpreter; its standard output."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout

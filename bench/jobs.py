@@ -62,7 +62,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from common import CREATE_SUPERUSER, register_demo  # bench/ is on sys.path when run
+from common import CREATE_SUPERUSER, manage, register_demo  # bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = sorted((ROOT / "demo" / "images").glob("*.jpg"))
@@ -188,15 +188,7 @@ class Stack:
         self._control: Any = None
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            env=self.env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return result.stdout
+        return manage(self.env, *args)
 
     def set_up(self) -> None:
         import psycopg

@@ -37,7 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import urlopen
 
-from common import CREATE_SUPERUSER, register_demo  # bench/ is on sys.path when run
+from common import CREATE_SUPERUSER, manage, register_demo  # bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = sorted((ROOT / "demo" / "images").glob("*.jpg"))
@@ -120,15 +120,7 @@ class Platform:
         }
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            env=self.env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return result.stdout
+        return manage(self.env, *args)
 
     def set_up(self) -> str:
         import psycopg
