@@ -37,6 +37,16 @@ _DRF_CODES: list[tuple[type[drf.APIException], str, str | None]] = [
 ]
 
 
+# Exceptions from outside DRF that are the request's fault: (class, status, code, message).
+_OTHER_ERRORS: list[tuple[type[BaseException], int, str, str]] = [
+    (RequestDataTooBig, 413, "payload_too_large", "The request body is too large."),
+    # too many files or fields, a malformed body...
+    (SuspiciousOperation, 400, "bad_request", "The request cannot be processed."),
+    # JSON nested deeper than the parser can follow
+    (RecursionError, 400, "malformed_request", "The request body is nested too deeply."),
+]
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | list[Any] | None = None) -> dict[str, Any]:
     return {
         "error": {
@@ -48,18 +58,45 @@ def error_body(code: str, message: str, details: dict[str, Any] | list[Any] | No
     }
 
 
+def drf_error_code(exc: drf.APIException) -> tuple[str, str]:
+    """The code and message of the error body for one of DRF's exceptions."""
+    code, message = "error", "Request failed."
+    for cls, cls_code, cls_message in _DRF_CODES:
+        if isinstance(exc, cls):
+            code, message = cls_code, cls_message or str(exc.detail)
+            break
+    specific = getattr(exc.detail, "code", None)
+    if specific and specific != exc.default_code and not isinstance(exc, drf.ValidationError):
+        code = str(specific)  # e.g. AuthenticationFailed(..., code="api_key_revoked")
+    if isinstance(exc.detail, dict) and "code" in exc.detail and not isinstance(exc, drf.ValidationError):
+        # simplejwt: {"detail": ..., "code": "token_not_valid", "messages": [...]}
+        code, message = str(exc.detail["code"]), str(exc.detail.get("detail", message))
+    return code, message
+
+
+def describe_error(exc: BaseException) -> tuple[str, str] | None:
+    """The code and message of the error body `exc` becomes; None when it is a 500."""
+    if isinstance(exc, ApplicationError):
+        return exc.code, exc.message
+    for cls, _status, code, message in _OTHER_ERRORS:
+        if isinstance(exc, cls):
+            return code, message
+    if isinstance(exc, DjangoValidationError):
+        return "invalid_input", "The request is invalid."
+    if isinstance(exc, drf.APIException):
+        return drf_error_code(exc)
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
         if getattr(exc, "retry_after", None):
             response["Retry-After"] = str(exc.retry_after)
         return response
-    if isinstance(exc, RequestDataTooBig):
-        return Response(error_body("payload_too_large", "The request body is too large."), status=413)
-    if isinstance(exc, SuspiciousOperation):  # too many files or fields, a malformed body...
-        return Response(error_body("bad_request", "The request cannot be processed."), status=400)
-    if isinstance(exc, RecursionError):  # JSON nested deeper than the parser can follow
-        return Response(error_body("malformed_request", "The request body is nested too deeply."), status=400)
+    for cls, status, code, message in _OTHER_ERRORS:
+        if isinstance(exc, cls):
+            return Response(error_body(code, message), status=status)
     if isinstance(exc, DjangoValidationError):
         details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response(error_body("invalid_input", "The request is invalid.", details), status=400)
@@ -74,18 +111,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
         return Response(error_body("internal_error", "An internal error occurred."), status=500)
 
-    code, message = "error", "Request failed."
-    for cls, cls_code, cls_message in _DRF_CODES:
-        if isinstance(exc, cls):
-            code, message = cls_code, cls_message or str(exc.detail)
-            break
+    code, message = drf_error_code(exc)
     details: Any = {}
-    specific = getattr(exc.detail, "code", None)
-    if specific and specific != exc.default_code and not isinstance(exc, drf.ValidationError):
-        code = str(specific)  # e.g. AuthenticationFailed(..., code="api_key_revoked")
     if isinstance(exc.detail, dict) and "code" in exc.detail and not isinstance(exc, drf.ValidationError):
-        # simplejwt: {"detail": ..., "code": "token_not_valid", "messages": [...]}
-        code, message = str(exc.detail["code"]), str(exc.detail.get("detail", message))
         details = {"messages": exc.detail.get("messages", [])}
     if isinstance(exc, drf.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}

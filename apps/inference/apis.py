@@ -96,11 +96,17 @@ class PredictApi(APIView):
         },
         description=(
             "With `Prefer: respond-async`, or an input over the synchronous limits (body, image "
-            "size or count), the request becomes a batch job: 202 with `Location` and the job."
+            "size or count), the request becomes a batch job: 202 with `Location` and the job. "
+            "A JSON body over 32 MiB (`DATA_UPLOAD_MAX_MEMORY_SIZE`) is 413: JSON is read whole. "
+            "An API key without the `jobs` scope gets 413 for an input over the limits, and 403 "
+            "for `Prefer: respond-async`. Once the version is known, every refusal is recorded "
+            "as a failed prediction."
         ),
     )
     def post(self, request: Request, name: str) -> Response:
-        query = self._query(request)
+        query, query_errors = self._query(request)
+        if {"version", "alias"} & query_errors.keys():
+            raise serializers.ValidationError(query_errors)
         model, version, alias = services.resolve_target(
             user=request.user,
             api_key=request_api_key(request),
@@ -115,33 +121,79 @@ class PredictApi(APIView):
             request_id=getattr(request._request, "request_id", ""),
             client_address=client_address(request),
         )
-        length = content_length(request)
-        if self._wants_job(request) or settings.SYNC_MAX_BODY_BYTES < length <= settings.JOB_MAX_BYTES:
-            return self._as_job(request, name, submission_from_request(request, model=name))
-        if length > settings.SYNC_MAX_BODY_BYTES:
-            error = PayloadTooLarge(
-                f"The request body is {length} bytes; the synchronous limit is "
-                f"{settings.SYNC_MAX_BODY_BYTES}. {services.LARGE_INPUT_HINT}",
-                details={"limit_bytes": settings.SYNC_MAX_BODY_BYTES},
-            )
+        try:
+            # Everything refused from here on, before the model runs, is recorded as a failed
+            # prediction of this version; services.predict records what fails after.
+            if query_errors:
+                raise serializers.ValidationError(query_errors)
+            services.check_servable(version)
+            answer = self._refuse_or_divert(request, name)
+            if answer is not None:
+                return answer
+            payload = self._payload(request, query.get("top_k"))
+            if len(payload.images) > settings.SYNC_MAX_IMAGES or any(
+                len(image.data) > settings.SYNC_MAX_IMAGE_BYTES for image in payload.images
+            ):
+                # Too big for a synchronous call, not for the platform: it becomes a job.
+                self._check_can_divert(request, "The images are over the synchronous limits.")
+                submission = submission_from_request(request, model=name, images=payload.images)
+                submission.top_k = payload.top_k
+                return self._as_job(request, name, submission)
+        except Exception as error:
             services.record_refusal(caller=caller, version=version, alias=alias, error=error)
-            raise error
-        payload = self._payload(request, query.get("top_k"))
-        if len(payload.images) > settings.SYNC_MAX_IMAGES or any(
-            len(image.data) > settings.SYNC_MAX_IMAGE_BYTES for image in payload.images
-        ):
-            # Too big for a synchronous call, not for the platform: it becomes a job.
-            submission = submission_from_request(request, model=name, images=payload.images)
-            submission.top_k = payload.top_k
-            return self._as_job(request, name, submission)
+            raise
         result = services.predict(caller=caller, model=model, version=version, alias=alias, request=payload)
         return Response({**result, "request_id": caller.request_id})
 
+    def _refuse_or_divert(self, request: Request, name: str) -> Response | None:
+        """The body's size decides before it is read: a job (202), a 413, or None to go on."""
+        length = content_length(request)
+        readable = request.content_type.startswith(("multipart/", "image/"))
+        if not readable and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            # JSON is read into memory whole, by the predict and the jobs endpoint alike.
+            raise PayloadTooLarge(
+                f"The JSON body is {length} bytes; JSON bodies may be at most "
+                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE}. Send large inputs as multipart files, "
+                "or as a batch job (multipart, or a zip or tar archive).",
+                details={"limit_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            )
+        if self._wants_job(request):
+            return self._as_job(request, name, submission_from_request(request, model=name))
+        if settings.SYNC_MAX_BODY_BYTES < length <= settings.JOB_MAX_BYTES:
+            self._check_can_divert(request, f"The request body is {length} bytes.")
+            return self._as_job(request, name, submission_from_request(request, model=name))
+        if length > settings.SYNC_MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"The request body is {length} bytes; at most {settings.JOB_MAX_BYTES} are accepted, "
+                f"as a batch job (a synchronous request: {settings.SYNC_MAX_BODY_BYTES}).",
+                details={
+                    "limit_bytes": settings.JOB_MAX_BYTES,
+                    "sync_limit_bytes": settings.SYNC_MAX_BODY_BYTES,
+                },
+            )
+        return None
+
+    @staticmethod
+    def _check_can_divert(request: Request, reason: str) -> None:
+        """An input over the synchronous limits becomes a batch job, which an API key may
+        submit only with the 'jobs' scope; without it, the answer is 413 with the limits."""
+        api_key = request_api_key(request)
+        if api_key is not None and not api_key.has_scope(ApiKey.Scope.JOBS):
+            raise PayloadTooLarge(
+                f"{reason} {services.LARGE_INPUT_HINT} Such a request becomes a batch job, which "
+                "needs an API key with the 'jobs' scope.",
+                details={
+                    "sync_limit_bytes": settings.SYNC_MAX_BODY_BYTES,
+                    "sync_max_image_bytes": settings.SYNC_MAX_IMAGE_BYTES,
+                    "sync_max_images": settings.SYNC_MAX_IMAGES,
+                },
+            )
+
     _QUERY_FIELDS = PredictQuerySerializer._declared_fields
 
-    def _query(self, request: Request) -> dict:
-        """The query parameters, validated as PredictQuerySerializer would, without building
-        a serializer per request (a hot path: that costs about 0.1 ms of CPU)."""
+    def _query(self, request: Request) -> tuple[dict, dict]:
+        """The query parameters and their errors, validated as PredictQuerySerializer would,
+        without building a serializer per request (a hot path: that costs about 0.1 ms of CPU)."""
         values, errors = {}, {}
         for name, field in self._QUERY_FIELDS.items():
             raw = request.query_params.get(name)
@@ -151,9 +203,7 @@ class PredictApi(APIView):
                 values[name] = field.run_validation(raw)
             except serializers.ValidationError as exc:
                 errors[name] = exc.detail
-        if errors:
-            raise serializers.ValidationError(errors)
-        return values
+        return values, errors
 
     @staticmethod
     def _wants_job(request: Request) -> bool:

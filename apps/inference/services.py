@@ -14,10 +14,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+from rest_framework import exceptions as drf_exceptions
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import QuotaExceeded, quota_consume
 from apps.core import metrics
+from apps.core.exception_handler import describe_error
 from apps.core.exceptions import (
     ApplicationError,
     Conflict,
@@ -170,12 +172,7 @@ def predict(
     started = time.perf_counter()
     recorder = _Recorder(caller=caller, version=version, alias=alias, request=request)
     try:
-        if not version.is_servable:
-            raise Conflict(
-                f"Version {version.number} is {version.status}; only a ready version serves predictions.",
-                code="version_not_ready",
-                details={"version": version.number, "status": version.status},
-            )
+        check_servable(version)
         if request.images and len(request.images) > settings.SYNC_MAX_IMAGES:
             raise PayloadTooLarge(
                 f"At most {settings.SYNC_MAX_IMAGES} images per request. {LARGE_INPUT_HINT}",
@@ -193,8 +190,18 @@ def predict(
     return {"model": model.name, "version": version.number, "alias": alias or None, **response}
 
 
-def record_refusal(*, caller: Caller, version: ModelVersion, alias: str, error: ApplicationError) -> None:
-    """Record a request refused before its inputs were read (for example a body over the limit)."""
+def check_servable(version: ModelVersion) -> None:
+    """409 version_not_ready unless the version may serve predictions."""
+    if not version.is_servable:
+        raise Conflict(
+            f"Version {version.number} is {version.status}; only a ready version serves predictions.",
+            code="version_not_ready",
+            details={"version": version.number, "status": version.status},
+        )
+
+
+def record_refusal(*, caller: Caller, version: ModelVersion, alias: str, error: Exception) -> None:
+    """Record a request refused before the model ran (a body over the limit, bad parameters…)."""
     _Recorder(caller=caller, version=version, alias=alias, request=PredictionRequest()).fail(
         error, time.perf_counter()
     )
@@ -346,6 +353,17 @@ def _infer_unlimited(
 # --- Audit ---------------------------------------------------------------------------------------
 
 
+def _error_code_and_message(exc: Exception) -> tuple[str, str]:
+    """The code and message an audit row keeps, as the error body shows them."""
+    described = describe_error(exc)
+    if described is None:
+        return "internal_error", "An internal error occurred."
+    code, message = described
+    if isinstance(exc, drf_exceptions.ValidationError):  # the body names the fields in details
+        message = f"{message} {exc.detail}"
+    return code, message
+
+
 class _Recorder:
     """Collects what the audit rows need while a request runs, and writes them in one INSERT."""
 
@@ -363,7 +381,8 @@ class _Recorder:
     def describe_image(self, index: int, image: ImageInput) -> None:
         if not self.digests[index]:
             self.digests[index] = hashlib.sha256(image.data).hexdigest()
-            self.metas[index] = {"kind": "image", "content_type": image.content_type, "size": len(image.data)}
+            content_type = image.content_type[:100]  # a client's string, as the filename below
+            self.metas[index] = {"kind": "image", "content_type": content_type, "size": len(image.data)}
             if image.filename:
                 self.metas[index]["filename"] = image.filename[:200]
 
@@ -396,8 +415,7 @@ class _Recorder:
             insert_predictions(rows)
 
     def fail(self, exc: Exception, started: float) -> None:
-        code = exc.code if isinstance(exc, ApplicationError) else "internal_error"
-        message = exc.message if isinstance(exc, ApplicationError) else "An internal error occurred."
+        code, message = _error_code_and_message(exc)
         if isinstance(exc, QuotaExceeded):
             message = "Monthly prediction quota spent."
         labels = (self.version.model.name, str(self.version.number), "sync", "failed")

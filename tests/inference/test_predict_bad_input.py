@@ -11,6 +11,7 @@ from PIL import Image
 from apps.accounts.models import QuotaUsage
 from apps.inference.models import Prediction
 from apps.registry.models import ModelVersion
+from tests.core.test_errors import assert_error_shape
 from tests.inference.conftest import encode, photo
 
 pytestmark = pytest.mark.django_db
@@ -28,9 +29,8 @@ def post_image(client, data: bytes, query: str = "", **headers):
 
 
 def assert_failed_and_recorded(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
+    """The one error shape, and one failed audit row with the same code and request id."""
+    error = assert_error_shape(response, status, code)
     row = Prediction.objects.get()
     assert (row.status, row.error_code) == ("failed", code)
     assert row.request_id == response["X-Request-ID"]
@@ -94,7 +94,32 @@ def test_a_body_over_the_job_limit_too_is_413_with_a_hint(api, tiny_version, set
     settings.JOB_MAX_BYTES = 200
     response = api.post(URL, {"image": "A" * 500}, format="json")
     error = assert_failed_and_recorded(response, 413, "payload_too_large")
-    assert "batch jobs" in error["message"]
+    assert "as a batch job" in error["message"]
+    assert error["details"] == {"limit_bytes": 200, "sync_limit_bytes": 100}
+
+
+def test_a_json_body_over_the_json_limit_is_413_with_a_hint(api, tiny_version, settings):
+    """As deployed: JSON is read whole, up to DATA_UPLOAD_MAX_MEMORY_SIZE (= the sync limit),
+    so a bigger JSON body cannot become a job either; the answer says what to send instead."""
+    settings.SYNC_MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    body = {"image": base64.b64encode(small_png()).decode()}
+    for headers in ({}, {"HTTP_PREFER": "respond-async"}):
+        Prediction.objects.all().delete()
+        error = assert_failed_and_recorded(
+            api.post(URL, body, format="json", **headers), 413, "payload_too_large"
+        )
+        assert "multipart" in error["message"]
+        assert error["details"] == {"limit_bytes": 100}
+
+
+def test_an_image_over_the_sync_limit_with_a_predict_only_key_is_413(key_client, tiny_version, settings):
+    """It would become a job, which a key without the 'jobs' scope may not submit: the
+    answer is the size limit, with the hint, not a 403 about a job the client never asked for."""
+    settings.SYNC_MAX_IMAGE_BYTES = 50
+    client = key_client(scopes=["predict"])
+    error = assert_failed_and_recorded(post_image(client, small_png()), 413, "payload_too_large")
+    assert "'jobs' scope" in error["message"]
+    assert error["details"]["sync_max_image_bytes"] == 50
 
 
 def test_too_many_images_become_a_job(api, tiny_version, settings):
@@ -115,15 +140,22 @@ def test_prefer_respond_async_makes_a_job(api, tiny_version):
 @pytest.mark.parametrize("k", ["0", "101", "many"])
 def test_k_out_of_range_is_400(api, tiny_version, k):
     response = post_image(api, small_png(), query=f"?top_k={k}")
-    assert response.status_code == 400
-    assert "top_k" in response.json()["error"]["details"]
+    error = assert_failed_and_recorded(response, 400, "invalid_input")
+    assert "top_k" in error["details"]
 
 
 def test_k_out_of_range_in_a_form_field_is_400(api, tiny_version):
     response = api.post(
         URL, {"image": [SimpleUploadedFile("x", small_png())], "top_k": "0"}, format="multipart"
     )
-    assert response.status_code == 400
+    error = assert_failed_and_recorded(response, 400, "invalid_input")
+    assert "top_k" in error["details"]
+
+
+def test_k_out_of_range_in_a_json_body_is_400(api, tiny_version):
+    body = {"image": base64.b64encode(small_png()).decode(), "top_k": 101}
+    error = assert_failed_and_recorded(api.post(URL, body, format="json"), 400, "invalid_input")
+    assert "top_k" in error["details"]
 
 
 def test_an_unknown_version_is_404_and_not_recorded(api, tiny_version):
@@ -152,17 +184,44 @@ def test_a_version_that_is_not_ready_is_409(api, tiny_version, status):
     assert error["details"]["status"] == status
 
 
-def test_a_request_with_no_input_is_400(api, tiny_version):
-    assert api.post(URL, {}, format="json").status_code == 400
-    assert api.post(URL, {"image": "x", "inputs": {}}, format="json").status_code == 400
-    assert api.post(URL, {"images": []}, format="json").status_code == 400
-    assert api.post(URL, {"other": "x"}, format="multipart").status_code == 400
+@pytest.mark.parametrize(
+    "body, fmt",
+    [
+        ({}, "json"),
+        ({"image": "x", "inputs": {}}, "json"),
+        ({"images": []}, "json"),
+        ({"other": "x"}, "multipart"),
+    ],
+)
+def test_a_request_with_no_input_is_400(api, tiny_version, body, fmt):
+    assert_failed_and_recorded(api.post(URL, body, format=fmt), 400, "no_input")
 
 
 def test_invalid_base64_is_422(api, tiny_version):
     response = api.post(URL, {"image": "not base64!!"}, format="json")
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "invalid_image"
+    assert_failed_and_recorded(response, 422, "invalid_image")
+
+
+@pytest.mark.parametrize("status", ["pending", "failed"])
+def test_a_version_that_is_not_ready_is_409_whatever_the_body(api, tiny_version, status):
+    """Readiness is checked before the body is read, and before it could become a job."""
+    ModelVersion.objects.filter(pk=tiny_version.pk).update(status=status)
+    response = api.post(URL + "?version=1", {"image": "not base64!!"}, format="json")
+    assert_failed_and_recorded(response, 409, "version_not_ready")
+    Prediction.objects.all().delete()
+    response = post_image(api, small_png(), query="?version=1", HTTP_PREFER="respond-async")
+    assert_failed_and_recorded(response, 409, "version_not_ready")
+
+
+def test_a_long_data_url_media_type_is_cut_in_the_audit_row(api, tiny_version):
+    value = "data:image/" + "x" * 5000 + ";base64," + base64.b64encode(small_png()).decode()
+    assert api.post(URL, {"image": value}, format="json").status_code == 200
+    assert len(Prediction.objects.get().input_meta["content_type"]) == 100
+
+
+def test_an_overlong_client_address_is_cut_to_the_column(api, tiny_version):
+    assert post_image(api, small_png(), REMOTE_ADDR="1" * 100).status_code == 200
+    assert Prediction.objects.get().client_address == "1" * 64
 
 
 def test_an_unsupported_media_type_is_415(api, tiny_version):
