@@ -76,6 +76,26 @@ def zip_archive() -> bytes:
     return buffer.getvalue()
 
 
+def constant_classifier(logits: list[float]) -> bytes:
+    """[N,3,8,8] image → these logits for every image (0 x the pooled input + a constant):
+    a classifier whose outputs may be NaN or ±Inf."""
+    zeros = numpy_helper.from_array(np.zeros((3, len(logits)), dtype=np.float32), "zeros")
+    constant = numpy_helper.from_array(np.array([logits], dtype=np.float32), "constant")
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "zeros"], ["nothing"]),
+            helper.make_node("Add", ["nothing", "constant"], ["logits"]),
+        ],
+        "constant_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", len(logits)])],
+        initializer=[zeros, constant],
+    )
+    return _serialize(graph)
+
+
 def tensor_doubler(dims: int = 4) -> bytes:
     """x: float [N, dims] → y = 2x, plus n: int64 [N] → count = n + 1. A two-input tensor model."""
     two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")

@@ -14,20 +14,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def top_k(
     scores: np.ndarray, labels: list[str], k: int, *, apply_softmax: bool
 ) -> list[list[dict[str, Any]]]:
-    """Per row of a [batch, classes] array: the k best classes, best first, with labels."""
+    """Per row of a [batch, classes] array: the k best classes, best first, with labels.
+
+    A model may emit NaN or ±Inf (an overflow on some input): NaN ranks last, and such
+    scores come out as JSON can hold them (null, "Infinity", "-Infinity"), as in tensor_to_json.
+    """
     scores = scores.reshape(scores.shape[0], -1).astype(np.float64)
-    probabilities = softmax(scores) if apply_softmax else scores
+    with np.errstate(invalid="ignore", over="ignore"):
+        probabilities = softmax(scores) if apply_softmax else scores
+    ranking = np.where(np.isnan(probabilities), -np.inf, probabilities)
     k = min(k, probabilities.shape[1])
     results = []
-    for row in probabilities:
-        best = np.argpartition(-row, k - 1)[:k]
-        best = best[np.argsort(-row[best])]
+    for row, rank in zip(probabilities, ranking, strict=True):
+        best = np.argpartition(-rank, k - 1)[:k]
+        best = best[np.argsort(-rank[best], kind="stable")]
         results.append(
             [
                 {
                     "index": int(i),
                     "label": labels[i] if i < len(labels) else str(int(i)),
-                    "score": round(float(row[i]), 6),
+                    "score": _json_safe(round(float(row[i]), 6)),
                 }
                 for i in best
             ]

@@ -35,10 +35,15 @@ def test_the_demo_model_calls_the_coffee_photo_espresso(api, demo_version):
     assert set(body["timings_ms"]) == {"preprocess", "inference", "postprocess", "total"}
 
 
-def test_a_batch_of_images_is_one_call_with_one_audit_row_each(key_client, demo_version):
+def test_a_batch_of_images_is_one_call_with_one_audit_row_each(key_client, demo_version, monkeypatch):
+    from apps.inference.runtime import LoadedModel
+
+    calls, run = [], LoadedModel.run
+    monkeypatch.setattr(LoadedModel, "run", lambda self, feeds: calls.append(feeds) or run(self, feeds))
     client = key_client()
     response = predict_files(client, "effnet", photo("coffee"), photo("chelsea"), query="?top_k=3")
     assert response.status_code == 200
+    assert [[array.shape[0] for array in feeds.values()] for feeds in calls] == [[2]]  # one call, batch 2
     first, second = (p["top_k"] for p in response.json()["predictions"])
     assert first[0]["label"] == "espresso"
     assert second[0]["index"] in CAT_CLASSES
@@ -163,3 +168,32 @@ def test_several_images_on_a_fixed_batch_model_run_one_by_one(api, user):
     response = predict_files(api, "fixed", *images)
     assert response.status_code == 200, response.content
     assert len(response.json()["predictions"]) == 3
+
+
+@pytest.mark.parametrize(
+    "logits, softmax, scores",
+    [
+        ([float("-inf"), 0.0, 1.0], False, [1.0, 0.0, "-Infinity"]),
+        ([float("inf"), 0.0, 1.0], False, ["Infinity", 1.0, 0.0]),
+        ([float("nan"), 0.0, 1.0], False, [1.0, 0.0, None]),  # NaN ranks last
+        ([float("inf"), 0.0, 1.0], True, [None, None, None]),  # softmax of +Inf is NaN
+    ],
+)
+def test_a_model_that_outputs_nan_or_inf_answers_in_valid_json(api, user, logits, softmax, scores):
+    """Not a 500: the scores come out as JSON can hold them, and the audit row is written."""
+    from tests import onnx_models
+    from tests.factories import MLModelFactory
+    from tests.inference.conftest import TINY_PREPROCESSING, ready_version
+
+    ready_version(
+        MLModelFactory(name="odd", owner=user),
+        onnx_models.constant_classifier(logits),
+        labels=["a", "b", "c"],
+        preprocessing={**TINY_PREPROCESSING, "softmax": softmax},
+    )
+    response = predict_files(api, "odd", encode(Image.new("RGB", (8, 8)), "PNG"), query="?top_k=3")
+    assert response.status_code == 200, response.content
+    assert [entry["score"] for entry in response.json()["predictions"][0]["top_k"]] == scores
+    row = Prediction.objects.get()
+    assert row.status == "succeeded"
+    assert [entry["score"] for entry in row.output["top_k"]] == scores
