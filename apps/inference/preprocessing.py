@@ -186,7 +186,33 @@ def parse_tensor(name: str, value: Any, expected_dtype: str) -> np.ndarray:
             code="invalid_tensor",
             details={"input": name, "expected_dtype": np.dtype(dtype).name, "got_dtype": array.dtype.name},
         )
+    _check_range(name, array, dtype)
     return array.astype(dtype, copy=False)
+
+
+def _check_range(name: str, array: np.ndarray, dtype: Any) -> None:
+    """Values must fit the input's type: a cast would wrap integers (300 → 44 in uint8)
+    and turn large floats into Inf."""
+    target = np.dtype(dtype)
+    if array.size == 0 or target.kind == "b" or array.dtype.kind == "b" or array.dtype == target:
+        return
+    info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
+    values = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    if values.size == 0:
+        return
+    low, high = values.min(), values.max()
+    if low < info.min or high > info.max:
+        raise UnprocessableInput(
+            f"Input '{name}' expects {target.name}, whose values lie in [{info.min}, {info.max}]; "
+            f"got values from {low} to {high}.",
+            code="invalid_tensor",
+            details={
+                "input": name,
+                "expected_dtype": target.name,
+                "got_min": float(low),
+                "got_max": float(high),
+            },
+        )
 
 
 def _castable(array: np.ndarray, dtype: Any) -> bool:

@@ -94,8 +94,28 @@ def test_nan_passes_when_the_version_allows_it(api, tensor_version):
 
 
 def test_inputs_must_be_an_object(api, tensor_version):
-    assert predict(api, [1, 2]).status_code == 400
-    assert predict(api, {}).status_code in (400, 422)
+    for inputs, status, code in (([1, 2], 400, "invalid_input"), ({}, 422, "invalid_tensor")):
+        response = predict(api, inputs)
+        assert response.status_code == status, response.content
+        assert response.json()["error"]["code"] == code
+    assert list(Prediction.objects.values_list("status", flat=True)) == ["failed", "failed"]
+
+
+@pytest.mark.parametrize(
+    "n, x",
+    [
+        ([2**63], [[1, 2, 3, 4]]),  # past int64: would wrap to the most negative int64
+        ([1e19], [[1, 2, 3, 4]]),  # a whole float, but no int64 holds it
+        ([1], [[1e300, 0, 0, 0]]),  # no float32 holds it: it would become Inf
+    ],
+)
+def test_values_the_input_type_cannot_hold_are_422(api, tensor_version, n, x):
+    response = predict(api, {"x": x, "n": n})
+    assert response.status_code == 422, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_tensor"
+    assert error["details"]["expected_dtype"] in ("int64", "float32")
+    assert Prediction.objects.get().error_code == "invalid_tensor"
 
 
 def test_images_sent_to_a_two_input_model_are_422(api, tensor_version):
