@@ -21,7 +21,8 @@ class PredictionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "latency_ms",
         "request_id",
     ]
-    list_filter = ["status", "source", "model_name", "error_code", "created_at"]
+    list_filter = ["status", "source", "model_name", "version_number", "error_code", "created_at"]
+    # A user's name finds their rows; the changelist's ?user__id__exact=N filters by id.
     search_fields = ["request_id", "input_sha256", "user__username", "model_name"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]

@@ -80,8 +80,20 @@ def test_purge_dry_run_deletes_nothing(user, capsys):
     assert "Would delete 3" in capsys.readouterr().out
 
 
-def test_predictions_are_browsable_in_the_admin(client, staff_user, user):
+def test_predictions_are_browsable_in_the_admin(client, staff_user, user, other_user):
     make(user, 2)
+    make(user, 1, model_name="other", version_number=3, status="failed")
+    make(other_user, 1)
     client.force_login(staff_user)
     assert client.get("/admin/inference/prediction/").status_code == 200
-    assert client.get("/admin/inference/prediction/?status__exact=succeeded").status_code == 200
+
+    def shown(query: str) -> set[int]:
+        response = client.get(f"/admin/inference/prediction/?{query}")
+        assert response.status_code == 200
+        return {row.pk for row in response.context["cl"].result_list}
+
+    assert len(shown("status__exact=succeeded")) == 3
+    assert shown("model_name=other") == shown("version_number=3") == shown("status__exact=failed")
+    assert len(shown("version_number=3")) == 1
+    assert len(shown(f"user__id__exact={user.pk}")) == 3
+    assert len(shown("q=" + other_user.username)) == 1
