@@ -55,7 +55,7 @@ class Budget:
             )
 
 
-def _item_too_large(name: str) -> PayloadTooLarge:
+def item_too_large(name: str) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"Input '{name}' is over the per-input limit of {settings.JOB_MAX_ITEM_BYTES} bytes.",
         code="input_too_large",
@@ -71,14 +71,14 @@ def read_capped(stream: IO[bytes], name: str) -> bytes:
         parts.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise _item_too_large(name)
+            raise item_too_large(name)
     return b"".join(parts)
 
 
 def uploaded_files(files: Iterable[Any]) -> Iterator[JobInput]:
     for upload in files:
         if upload.size is not None and upload.size > settings.JOB_MAX_ITEM_BYTES:
-            raise _item_too_large(upload.name)
+            raise item_too_large(upload.name)
         yield JobInput(
             data=read_capped(upload, upload.name),
             filename=upload.name or "",
@@ -140,7 +140,7 @@ def _zip_inputs(upload: Any) -> Iterator[JobInput]:
             if info.is_dir() or _skipped(info.filename):
                 continue
             if info.file_size > settings.JOB_MAX_ITEM_BYTES:
-                raise _item_too_large(info.filename)
+                raise item_too_large(info.filename)
             try:
                 with archive.open(info) as member:
                     data = read_capped(member, info.filename)
@@ -163,7 +163,7 @@ def _tar_inputs(archive: tarfile.TarFile) -> Iterator[JobInput]:
                 raise PayloadTooLarge("The archive has too many entries.", code="too_many_items")
             _check_member_name(member.name)
             if member.size > settings.JOB_MAX_ITEM_BYTES:
-                raise _item_too_large(member.name)
+                raise item_too_large(member.name)
             if member.isdir() or _skipped(member.name):
                 skipped += member.size
                 if skipped > settings.JOB_MAX_BYTES:
@@ -198,7 +198,7 @@ def base64_images(values: list[Any]) -> Iterator[JobInput]:
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput(f"Image {index} is not valid base64.", code="invalid_image") from exc
         if len(data) > settings.JOB_MAX_ITEM_BYTES:
-            raise _item_too_large(f"images[{index}]")
+            raise item_too_large(f"images[{index}]")
         yield JobInput(data=data, content_type=content_type)
 
 

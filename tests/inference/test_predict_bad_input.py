@@ -122,6 +122,13 @@ def test_an_image_over_the_sync_limit_with_a_predict_only_key_is_413(key_client,
     assert error["details"]["sync_max_image_bytes"] == 50
 
 
+def test_an_image_too_big_for_a_job_too_is_413(api, tiny_version, settings):
+    settings.SYNC_MAX_IMAGE_BYTES = 10
+    settings.JOB_MAX_ITEM_BYTES = 20
+    error = assert_failed_and_recorded(post_image(api, small_png()), 413, "input_too_large")
+    assert error["details"]["limit_bytes"] == 20
+
+
 def test_too_many_images_become_a_job(api, tiny_version, settings):
     settings.SYNC_MAX_IMAGES = 1
     files = [SimpleUploadedFile(f"{i}.png", small_png()) for i in range(2)]
