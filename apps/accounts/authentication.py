@@ -23,7 +23,7 @@ def client_address(request: Request) -> str:
     """The client's address, honouring X-Forwarded-For only behind NUM_PROXIES trusted proxies.
 
     At most 64 characters, as the audit columns hold (an IPv6 address with a zone is ~50)."""
-    return BaseThrottle().get_ident(request)[:64]
+    return (BaseThrottle().get_ident(request) or "")[:64]
 
 
 def _failure_identity(request: Request) -> str:

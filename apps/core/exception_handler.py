@@ -83,6 +83,10 @@ def describe_error(exc: BaseException) -> tuple[str, str] | None:
             return code, message
     if isinstance(exc, DjangoValidationError):
         return "invalid_input", "The request is invalid."
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
     if isinstance(exc, drf.APIException):
         return drf_error_code(exc)
     return None

@@ -97,7 +97,7 @@ class PredictApi(APIView):
         description=(
             "With `Prefer: respond-async`, or an input over the synchronous limits (body, image "
             "size or count), the request becomes a batch job: 202 with `Location` and the job. "
-            "A JSON body over 32 MiB (`DATA_UPLOAD_MAX_MEMORY_SIZE`) is 413: JSON is read whole. "
+            "A JSON body over `DATA_UPLOAD_MAX_MEMORY_SIZE` (32 MiB) is 413: JSON is read whole. "
             "An API key without the `jobs` scope gets 413 for an input over the limits, and 403 "
             "for `Prefer: respond-async`. Once the version is known, every refusal is recorded "
             "as a failed prediction."
@@ -121,12 +121,16 @@ class PredictApi(APIView):
             request_id=getattr(request._request, "request_id", ""),
             client_address=client_address(request),
         )
+        payload = services.PredictionRequest()
         try:
             # Everything refused from here on, before the model runs, is recorded as a failed
             # prediction of this version; services.predict records what fails after.
             if query_errors:
                 raise serializers.ValidationError(query_errors)
-            services.check_servable(version)
+            if not request.headers.get("Idempotency-Key"):
+                # With one, a job may exist for it already: job_submit answers with that job
+                # first, and checks readiness after (services.predict checks it too).
+                services.check_servable(version)
             answer = self._refuse_or_divert(request, name)
             if answer is not None:
                 return answer
@@ -140,7 +144,7 @@ class PredictApi(APIView):
                 submission.top_k = payload.top_k
                 return self._as_job(request, name, submission)
         except Exception as error:
-            services.record_refusal(caller=caller, version=version, alias=alias, error=error)
+            services.record_refusal(caller=caller, version=version, alias=alias, error=error, request=payload)
             raise
         result = services.predict(caller=caller, model=model, version=version, alias=alias, request=payload)
         return Response({**result, "request_id": caller.request_id})
@@ -148,8 +152,8 @@ class PredictApi(APIView):
     def _refuse_or_divert(self, request: Request, name: str) -> Response | None:
         """The body's size decides before it is read: a job (202), a 413, or None to go on."""
         length = content_length(request)
-        readable = request.content_type.startswith(("multipart/", "image/"))
-        if not readable and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        is_json = request.content_type.split(";")[0].strip().lower() == "application/json"
+        if is_json and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             # JSON is read into memory whole, by the predict and the jobs endpoint alike.
             raise PayloadTooLarge(
                 f"The JSON body is {length} bytes; JSON bodies may be at most "

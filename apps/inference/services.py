@@ -3,6 +3,7 @@
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -200,9 +201,17 @@ def check_servable(version: ModelVersion) -> None:
         )
 
 
-def record_refusal(*, caller: Caller, version: ModelVersion, alias: str, error: Exception) -> None:
-    """Record a request refused before the model ran (a body over the limit, bad parameters…)."""
-    _Recorder(caller=caller, version=version, alias=alias, request=PredictionRequest()).fail(
+def record_refusal(
+    *,
+    caller: Caller,
+    version: ModelVersion,
+    alias: str,
+    error: Exception,
+    request: PredictionRequest | None = None,
+) -> None:
+    """Record a request refused before the model ran (a body over the limit, bad parameters…):
+    one row per input when its inputs were read, else one row."""
+    _Recorder(caller=caller, version=version, alias=alias, request=request or PredictionRequest()).fail(
         error, time.perf_counter()
     )
 
@@ -360,7 +369,7 @@ def _error_code_and_message(exc: Exception) -> tuple[str, str]:
         return "internal_error", "An internal error occurred."
     code, message = described
     if isinstance(exc, drf_exceptions.ValidationError):  # the body names the fields in details
-        message = f"{message} {exc.detail}"
+        message = f"{message} {json.dumps(exc.detail)}"
     return code, message
 
 

@@ -235,9 +235,9 @@ def submission_from_request(
         client_address=client_address(request),
     )
     if images is not None:  # a predict body, already parsed
-        for image in images:  # the per-input limit, as for files sent to /jobs/
+        for index, image in enumerate(images):  # the per-input limit, as for files sent to /jobs/
             if len(image.data) > settings.JOB_MAX_ITEM_BYTES:
-                raise inputs.item_too_large(image.filename)
+                raise inputs.item_too_large(image.filename or f"images[{index}]")
         submission.sources = [
             iter(
                 [

@@ -149,6 +149,38 @@ def test_k_out_of_range_is_400(api, tiny_version, k):
     response = post_image(api, small_png(), query=f"?top_k={k}")
     error = assert_failed_and_recorded(response, 400, "invalid_input")
     assert "top_k" in error["details"]
+    assert Prediction.objects.get().error_message.startswith('The request is invalid. {"top_k": ["')
+
+
+def test_a_large_body_of_another_media_type_is_415_not_a_json_413(api, tiny_version, settings):
+    settings.SYNC_MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = api.generic("POST", URL, b"x" * 500, content_type="application/octet-stream")
+    assert_failed_and_recorded(response, 415, "unsupported_media_type")
+
+
+def test_a_refused_batch_leaves_one_row_per_image(key_client, tiny_version, settings):
+    settings.SYNC_MAX_IMAGES = 1
+    files = [
+        SimpleUploadedFile(f"{i}.png", encode(Image.new("RGB", (8, 8), c), "PNG"))
+        for i, c in enumerate(["red", "blue"])
+    ]
+    response = key_client(scopes=["predict"]).post(URL, {"image": files}, format="multipart")
+    assert response.status_code == 413
+    rows = Prediction.objects.order_by("id")
+    assert [(r.status, r.error_code) for r in rows] == [("failed", "payload_too_large")] * 2
+    assert len({r.input_sha256 for r in rows}) == 2
+
+
+def test_a_replayed_job_request_gets_its_job_after_the_version_stopped_serving(api, tiny_version):
+    """Idempotency-Key: the job made the first time answers, as /api/v1/jobs/ does."""
+    headers = {"HTTP_PREFER": "respond-async", "HTTP_IDEMPOTENCY_KEY": "k1"}
+    first = post_image(api, small_png(), query="?version=1", **headers)
+    assert first.status_code == 202
+    ModelVersion.objects.filter(pk=tiny_version.pk).update(status="archived")
+    again = post_image(api, small_png(), query="?version=1", **headers)
+    assert again.status_code == 200, again.content
+    assert again.json()["id"] == first.json()["id"]
+    assert not Prediction.objects.exists()
 
 
 def test_k_out_of_range_in_a_form_field_is_400(api, tiny_version):
