@@ -6,9 +6,18 @@ import numpy as np
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - np.max(logits, axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / np.sum(exp, axis=-1, keepdims=True)
+    """Softmax over the last axis. A NaN logit counts as -Inf (probability 0); a row with +Inf
+    logits shares probability 1 among them; a row with nothing finite or +Inf is NaN."""
+    x = np.where(np.isnan(logits), -np.inf, logits)
+    infinite = np.isposinf(x)
+    with np.errstate(invalid="ignore"):
+        shifted = x - np.max(x, axis=-1, keepdims=True)
+        exp = np.exp(shifted)
+        probabilities = exp / np.sum(exp, axis=-1, keepdims=True)
+    rows = infinite.any(axis=-1)
+    if rows.any():
+        probabilities[rows] = infinite[rows] / infinite[rows].sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 def top_k(
@@ -16,29 +25,36 @@ def top_k(
 ) -> list[list[dict[str, Any]]]:
     """Per row of a [batch, classes] array: the k best classes, best first, with labels.
 
-    A model may emit NaN or ±Inf (an overflow on some input): NaN ranks last, and such
-    scores come out as JSON can hold them (null, "Infinity", "-Infinity"), as in tensor_to_json.
+    Equal scores keep the classes' order. A model may emit NaN or ±Inf (an overflow on some
+    input): NaN ranks last, and such scores come out as JSON can hold them (null, "Infinity",
+    "-Infinity"), as in tensor_to_json.
     """
     scores = scores.reshape(scores.shape[0], -1).astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        probabilities = softmax(scores) if apply_softmax else scores
-    ranking = np.where(np.isnan(probabilities), -np.inf, probabilities)
+    probabilities = softmax(scores) if apply_softmax else scores
     k = min(k, probabilities.shape[1])
-    results = []
-    for row, rank in zip(probabilities, ranking, strict=True):
-        best = np.argpartition(-rank, k - 1)[:k]
-        best = best[np.argsort(-rank[best], kind="stable")]
-        results.append(
-            [
-                {
-                    "index": int(i),
-                    "label": labels[i] if i < len(labels) else str(int(i)),
-                    "score": _json_safe(round(float(row[i]), 6)),
-                }
-                for i in best
-            ]
-        )
-    return results
+    return [
+        [
+            {
+                "index": int(i),
+                "label": labels[i] if i < len(labels) else str(int(i)),
+                "score": _json_safe(round(float(row[i]), 6)),
+            }
+            for i in _best(row, k)
+        ]
+        for row in probabilities
+    ]
+
+
+def _best(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest values, highest first; ties by index; NaN after everything."""
+    nan = np.isnan(row)
+    rank = np.where(nan, -np.inf, row)
+    candidates = np.arange(row.shape[0])
+    if k < row.shape[0]:  # a partition first: only the k-th value's equals and betters are sorted
+        kth = np.partition(rank, row.shape[0] - k)[row.shape[0] - k]
+        candidates = np.flatnonzero(rank >= kth)
+    order = np.lexsort((candidates, -rank[candidates], nan[candidates]))
+    return candidates[order][:k]
 
 
 def tensor_to_json(array: np.ndarray) -> dict[str, Any]:

@@ -196,14 +196,23 @@ def _check_range(name: str, array: np.ndarray, dtype: Any) -> None:
     target = np.dtype(dtype)
     if array.size == 0 or target.kind == "b" or array.dtype.kind == "b" or array.dtype == target:
         return
-    info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
     values = array[np.isfinite(array)] if array.dtype.kind == "f" else array
     if values.size == 0:
         return
     low, high = values.min(), values.max()
-    if low < info.min or high > info.max:
+    if target.kind == "f":
+        with np.errstate(over="ignore"):
+            fits = not np.isinf(values.astype(target)).any()
+        limits = np.finfo(target)
+    else:
+        limits = np.iinfo(target)
+        if array.dtype.kind == "f":  # float(max) + 1 is a power of two: exact, unlike max itself
+            fits = float(limits.min) <= low and high < float(limits.max) + 1
+        else:
+            fits = limits.min <= low and high <= limits.max
+    if not fits:
         raise UnprocessableInput(
-            f"Input '{name}' expects {target.name}, whose values lie in [{info.min}, {info.max}]; "
+            f"Input '{name}' expects {target.name}, whose values lie in [{limits.min}, {limits.max}]; "
             f"got values from {low} to {high}.",
             code="invalid_tensor",
             details={

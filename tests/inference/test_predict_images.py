@@ -176,7 +176,9 @@ def test_several_images_on_a_fixed_batch_model_run_one_by_one(api, user):
         ([float("-inf"), 0.0, 1.0], False, [1.0, 0.0, "-Infinity"]),
         ([float("inf"), 0.0, 1.0], False, ["Infinity", 1.0, 0.0]),
         ([float("nan"), 0.0, 1.0], False, [1.0, 0.0, None]),  # NaN ranks last
-        ([float("inf"), 0.0, 1.0], True, [None, None, None]),  # softmax of +Inf is NaN
+        ([float("nan"), float("-inf"), 0.5], False, [0.5, "-Infinity", None]),  # after -Inf too
+        ([float("inf"), 0.0, 1.0], True, [1.0, 0.0, 0.0]),  # +Inf takes all the probability
+        ([float("nan"), 0.0, 1.0], True, [0.731059, 0.268941, 0.0]),  # a NaN logit: probability 0
     ],
 )
 def test_a_model_that_outputs_nan_or_inf_answers_in_valid_json(api, user, logits, softmax, scores):

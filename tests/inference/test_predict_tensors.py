@@ -106,6 +106,7 @@ def test_inputs_must_be_an_object(api, tensor_version):
     [
         ([2**63], [[1, 2, 3, 4]]),  # past int64: would wrap to the most negative int64
         ([1e19], [[1, 2, 3, 4]]),  # a whole float, but no int64 holds it
+        ([2.0**63], [[1, 2, 3, 4]]),  # a float just past int64 (float(int64 max) rounds up to it)
         ([1], [[1e300, 0, 0, 0]]),  # no float32 holds it: it would become Inf
     ],
 )
