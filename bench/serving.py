@@ -100,6 +100,7 @@ def physical_limit(processes: int, seconds: float, model_path: Path, preprocessi
 
 class Platform:
     def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
         base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
         self.db_name = f"mlp_bench_{uuid.uuid4().hex[:8]}"
         self.admin_url = urlunsplit(urlsplit(base)._replace(path="/postgres"))
@@ -127,6 +128,13 @@ class Platform:
 
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        try:
+            return self._fill()
+        except BaseException:
+            self.tear_down()  # no scratch database or folder left behind
+            raise
+
+    def _fill(self) -> str:
         self.manage("migrate", "--noinput")
         self.manage(*CREATE_SUPERUSER)
         self.manage(*register_demo())
@@ -157,6 +165,7 @@ class Platform:
 
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def audit_rows(self) -> int:
         script = "from apps.inference.models import Prediction as P; print(P.objects.count())"

@@ -92,6 +92,9 @@ def test_predictions_are_browsable_in_the_admin(client, staff_user, user, other_
         assert response.status_code == 200
         return {row.pk for row in response.context["cl"].result_list}
 
+    changelist = client.get("/admin/inference/prediction/").context["cl"]
+    filters = {spec.field_path for spec in changelist.filter_specs if hasattr(spec, "field_path")}
+    assert {"status", "model_name", "version_number", "created_at"} <= filters
     assert len(shown("status__exact=succeeded")) == 3
     assert shown("model_name=other") == shown("version_number=3") == shown("status__exact=failed")
     assert len(shown("version_number=3")) == 1
