@@ -86,4 +86,8 @@ def test_a_supplied_request_id_is_echoed(api):
 def test_an_unsafe_request_id_is_replaced(api):
     response = api.get("/api/v1/models/", HTTP_X_REQUEST_ID="bad id\nwith newline")
     assert response["X-Request-ID"] != "bad id\nwith newline"
+    # `$` in a regex also matches before a final newline: the whole value must match.
+    response = api.get("/api/v1/models/", HTTP_X_REQUEST_ID="trace-123\n")
+    assert response.status_code == 200
+    assert response["X-Request-ID"] != "trace-123\n"
     assert len(response["X-Request-ID"]) == 32
