@@ -91,13 +91,23 @@ def _check_resized(size: tuple[int, int], max_pixels: int | None) -> None:
         )
 
 
+def _to_8_bits(image: Image.Image) -> Image.Image:
+    """A 16-bit (I;16…) or 32-bit (I) greyscale image as 8-bit L, its range scaled down."""
+    values = np.asarray(image, dtype=np.uint32 if image.mode == "I" else np.uint16).astype(np.uint32)
+    if image.mode == "I" and values.size and values.max() <= 255:
+        return Image.fromarray(values.astype(np.uint8), "L")
+    return Image.fromarray((values >> 8).clip(0, 255).astype(np.uint8), "L")
+
+
 def image_to_array(
     image: Image.Image, config: dict[str, Any], *, max_pixels: int | None = None
 ) -> np.ndarray:
     """One preprocessed image as an array in the configured layout, without a batch axis."""
     mode = config.get("color_mode", "RGB")
+    if image.mode.startswith("I"):  # 16- or 32-bit greyscale: convert() would clip, not scale
+        image = _to_8_bits(image)
     if image.mode != mode:
-        if mode == "RGB" and image.mode in ("RGBA", "LA", "P"):
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             image = image.convert("RGBA")
             background = Image.new("RGBA", image.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, image)  # transparent pixels on white
@@ -118,21 +128,26 @@ def image_to_array(
     crop = config.get("crop")
     if crop:
         width, height = image.size
-        if crop > width or crop > height:
-            _check_resized((max(crop, width), max(crop, height)), max_pixels)
-            image = ImageOps.pad(image, (max(crop, width), max(crop, height)), method=resample)
-            width, height = image.size
-        left, top = (width - crop) // 2, (height - crop) // 2
+        if crop > width or crop > height:  # pad with black around it, at its own size
+            padded = (max(crop, width), max(crop, height))
+            _check_resized(padded, max_pixels)
+            canvas = Image.new(image.mode, padded)
+            canvas.paste(image, ((padded[0] - width) // 2, (padded[1] - height) // 2))
+            image, (width, height) = canvas, padded
+        # The offsets round as torchvision's center_crop does.
+        left, top = round((width - crop) / 2.0), round((height - crop) / 2.0)
         image = image.crop((left, top, left + crop, top + crop))
 
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
     dtype = _DTYPES[config.get("dtype", "float32")]
-    if np.issubdtype(dtype, np.floating):
-        mean = np.asarray(config.get("mean", [0.0]), dtype=np.float32)
-        std = np.asarray(config.get("std", [1.0]), dtype=np.float32)
-        array = (array.astype(np.float32) * np.float32(config.get("scale", 1.0)) - mean) / std
+    mean = np.asarray(config.get("mean", [0.0]), dtype=np.float32)
+    std = np.asarray(config.get("std", [1.0]), dtype=np.float32)
+    array = (array.astype(np.float32) * np.float32(config.get("scale", 1.0)) - mean) / std
+    if np.issubdtype(dtype, np.integer):  # rounded and held to the type's range, never wrapped
+        limits = np.iinfo(dtype)
+        array = np.clip(np.rint(array), limits.min, limits.max)
     if config.get("channel_order", "RGB") == "BGR" and array.shape[2] == 3:
         array = array[:, :, ::-1]
     if config.get("layout", "NCHW") == "NCHW":
