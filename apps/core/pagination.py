@@ -15,6 +15,23 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     max_limit = 500
 
 
+class CursorPagination(pagination.CursorPagination):
+    """DRF's cursor pagination, with every cursor it did not make refused (404 not_found).
+
+    DRF checks a cursor's encoding, not its position: `p=xyz` for an integer ordering
+    reached the database and failed there (a 500). Positions here are integers (ids, indexes).
+    """
+
+    def decode_cursor(self, request: Request) -> pagination.Cursor | None:
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                int(cursor.position)
+            except ValueError:
+                raise pagination.NotFound(self.invalid_cursor_message) from None
+        return cursor
+
+
 def paginated_response(request: Request, view: APIView, queryset: Any, serializer_class: type) -> Response:
     """One page of `queryset` (limit/offset), serialized, with count and links."""
     paginator = LimitOffsetPagination()

@@ -3,7 +3,6 @@
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +14,7 @@ from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
 from apps.core.http import content_length
 from apps.core.middleware import log_context
+from apps.core.pagination import CursorPagination
 from apps.core.parsers import SmallMultiPartParser
 from apps.core.schema import error_responses
 from apps.inference import selectors, services

@@ -12,7 +12,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,7 +23,7 @@ from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
 from apps.core.http import content_length
 from apps.core.middleware import log_context
-from apps.core.pagination import paginated_response
+from apps.core.pagination import CursorPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.jobs import inputs, selectors, services, webhooks
 from apps.jobs.models import BatchJob, JobItem, WebhookDelivery, WebhookSecret

@@ -100,3 +100,14 @@ def test_predictions_are_browsable_in_the_admin(client, staff_user, user, other_
     assert len(shown("version_number=3")) == 1
     assert len(shown(f"user__id__exact={user.pk}")) == 3
     assert len(shown("q=" + other_user.username)) == 1
+
+
+@pytest.mark.parametrize("position", ["xyz", "1.5", ""])
+def test_a_cursor_the_server_did_not_make_is_404(api, user, position):
+    import base64
+
+    make(user, 2)
+    cursor = base64.b64encode(f"p={position}".encode()).decode()
+    response = api.get(URL, {"cursor": cursor})
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
