@@ -35,9 +35,16 @@ def post_worker_init(worker: object) -> None:
 
     from apps.inference.services import preload_sessions
 
-    loaded = preload_sessions()
-    connections.close_all()  # this thread serves no requests; do not keep its connection open
-    worker.log.info("Preloaded models: %s", ", ".join(loaded) or "none")
+    try:
+        loaded = preload_sessions()
+        worker.log.info("Preloaded models: %s", ", ".join(loaded) or "none")
+    except Exception:
+        # The database is unreachable, say. An error here would count as a worker that
+        # failed to boot, and gunicorn would stop the whole server; the models load on
+        # first use instead, and /readyz says not ready until they do.
+        worker.log.exception("Could not preload models; they load on first use")
+    finally:
+        connections.close_all()  # this thread serves no requests; do not keep its connection open
     if os.environ.get("GUNICORN_GC_FREEZE", "1") == "1":
         # Everything loaded so far (Django, DRF, ONNX Runtime, the sessions: some 140,000
         # objects) lives as long as the process. Moving it out of the collector's reach

@@ -43,3 +43,19 @@ def test_freezing_can_be_turned_off(monkeypatch):
     config = load(monkeypatch, GUNICORN_GC_FREEZE="0")
     config["post_worker_init"](FakeWorker())
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.django_db
+def test_a_worker_that_cannot_preload_still_boots(monkeypatch, caplog):
+    """An exception from post_worker_init would make gunicorn stop the whole server."""
+    from django.db import OperationalError
+
+    from apps.inference import services
+
+    def unreachable() -> list[str]:
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(services, "preload_sessions", unreachable)
+    config = load(monkeypatch, GUNICORN_GC_FREEZE="0")
+    config["post_worker_init"](FakeWorker())
+    assert "Could not preload models" in caplog.text
