@@ -290,7 +290,11 @@ def _image_feeds(
         except ApplicationError as exc:
             exc.details = {**exc.details, "index": index}
             raise
-        if arrays and array.shape != arrays[0].shape:
+        if not arrays:
+            # The first image's shape against the model's, before any more are preprocessed:
+            # a config that does not fit its model must not hold 32 full-size arrays first.
+            _check_fits(inputs[0], array[None])
+        elif array.shape != arrays[0].shape:
             raise UnprocessableInput(
                 f"Image {index} preprocesses to shape {list(array.shape)}, image 0 to "
                 f"{list(arrays[0].shape)}; the images of one request must come out the same size "
@@ -300,17 +304,18 @@ def _image_feeds(
             )
         arrays.append(array)
     batch = np.stack(arrays)
-    spec = inputs[0]
-    # A model with a fixed batch size of 1 gets the images one by one (see _infer_unlimited):
-    # check one image's shape against it.
-    checked = batch if version.signature.get("dynamic_batch") else batch[:1]
+    if version.signature.get("dynamic_batch"):  # a fixed batch of 1 gets one image per call
+        _check_fits(inputs[0], batch)
+    return {inputs[0]["name"]: batch}
+
+
+def _check_fits(spec: dict[str, Any], batch: np.ndarray) -> None:
     try:
-        preprocessing.check_shape(spec["name"], checked, spec["shape"])
+        preprocessing.check_shape(spec["name"], batch, spec["shape"])
     except UnprocessableInput as exc:
         exc.message = f"{exc.message} The version's preprocessing does not fit its model input."
         exc.code = "preprocessing_mismatch"
         raise
-    return {spec["name"]: batch}
 
 
 _ORT_RUN_ERRORS = tuple(

@@ -355,3 +355,21 @@ def test_a_spent_quota_says_when_to_retry(api, tiny_version, settings):
     response = post_image(api, small_png())
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
+
+
+def test_a_config_that_does_not_fit_the_model_is_422_after_the_first_image(api, tiny_version, monkeypatch):
+    """16x16 images for an 8x8 input: refused before the other images are preprocessed."""
+    from apps.inference import preprocessing
+
+    tiny_version.preprocessing = {**tiny_version.preprocessing, "resize": None, "crop": None}
+    tiny_version.save()
+    calls, convert = [], preprocessing.image_to_array
+    monkeypatch.setattr(preprocessing, "image_to_array", lambda *a, **k: calls.append(1) or convert(*a, **k))
+    files = [SimpleUploadedFile(f"{i}.png", encode(Image.new("RGB", (16, 16)), "PNG")) for i in range(3)]
+    response = api.post(URL, {"image": files}, format="multipart")
+    assert response.status_code == 422, response.content
+    error = response.json()["error"]
+    assert error["code"] == "preprocessing_mismatch"
+    assert error["details"]["expected_shape"] == [-1, 3, 8, 8]
+    assert len(calls) == 1
+    assert Prediction.objects.filter(status="failed", error_code="preprocessing_mismatch").count() == 3
