@@ -107,6 +107,14 @@ def load_model(key: tuple[int, str], path: Path, config: RuntimeConfig) -> Loade
     )
 
 
+@dataclass
+class _Loading:
+    """One load in progress: done when it ends, with its error if it failed."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
 class SessionCache:
     """LRU of loaded models, bounded by `max_models` and `max_bytes` (file sizes)."""
 
@@ -115,7 +123,7 @@ class SessionCache:
         self.max_bytes = max_bytes
         self.config = config
         self._models: OrderedDict[tuple[int, str], LoadedModel] = OrderedDict()
-        self._loading: dict[tuple[int, str], threading.Event] = {}
+        self._loading: dict[tuple[int, str], _Loading] = {}
         self._lock = threading.Lock()
         self.loads = 0  # how many times a model was loaded (for tests and metrics)
 
@@ -127,11 +135,15 @@ class SessionCache:
                 if model is not None:
                     self._models.move_to_end(key)
                     return model
-                event = self._loading.get(key)
-                if event is None:
-                    event = self._loading[key] = threading.Event()
+                loading = self._loading.get(key)
+                if loading is None:
+                    loading = self._loading[key] = _Loading()
                     break  # this thread loads it
-            event.wait()  # another thread is loading it; then look again
+            loading.done.wait()  # another thread is loading it; then look again
+            if loading.error is not None:
+                # That load failed: the requests that waited for it fail with it, instead of
+                # each trying again in turn. The next request tries afresh.
+                raise loading.error
         try:
             model = load_model(key, path() if callable(path) else path, self.config)
             with self._lock:
@@ -142,10 +154,13 @@ class SessionCache:
             metrics.MODEL_LOAD_SECONDS.observe(model.load_seconds)
             logger.info("Loaded model %s in %.0f ms", key, model.load_seconds * 1000)
             return model
+        except BaseException as exc:
+            loading.error = exc
+            raise
         finally:
             with self._lock:
                 self._loading.pop(key, None)
-            event.set()
+            loading.done.set()
 
     def _evict(self) -> None:
         while len(self._models) > 1 and (

@@ -69,3 +69,53 @@ def test_a_failed_load_is_not_cached_and_waiters_are_released(tmp_path):
 def test_unknown_providers_fall_back_to_the_cpu():
     config = RuntimeConfig(providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
     assert config.available_providers()[-1] == "CPUExecutionProvider"
+
+
+def test_requests_that_waited_for_a_failed_load_fail_with_it(tmp_path, monkeypatch):
+    """Eight first requests for a broken model: one load attempt, eight errors, not eight
+    attempts one after another (a slow-failing large model would time the workers out)."""
+    from apps.inference import runtime
+
+    cache = SessionCache(max_models=2, max_bytes=10**9, config=RuntimeConfig())
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    attempts, load = [], runtime.load_model
+    started = threading.Event()
+
+    def slow_load(*args, **kwargs):
+        attempts.append(1)
+        started.set()
+        release.wait(timeout=10)
+        return load(*args, **kwargs)
+
+    release = threading.Event()
+    monkeypatch.setattr(runtime, "load_model", slow_load)
+    errors = []
+
+    def request() -> None:
+        try:
+            cache.get((9, "x"), bad)
+        except Exception as exc:  # ONNX Runtime raises its own error types
+            errors.append(exc)
+
+    first = threading.Thread(target=request)
+    first.start()
+    assert started.wait(timeout=10)  # the first request is loading
+    waiting = threading.Semaphore(0)
+
+    class CountedEvent(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waiting.release()
+            return super().wait(timeout)
+
+    cache._loading[(9, "x")].done = CountedEvent()  # to know when the others wait for it
+    others = [threading.Thread(target=request) for _ in range(7)]
+    for thread in others:
+        thread.start()
+    for _ in others:
+        assert waiting.acquire(timeout=10)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(timeout=10)
+    assert len(errors) == 8
+    assert len(attempts) == 1
