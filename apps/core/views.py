@@ -44,14 +44,12 @@ def _check_model_store() -> None:
 
 
 def _check_models() -> None:
-    """The versions under PRELOAD_ALIASES are loaded in this process (loading them if not)."""
-    from apps.inference.services import preload_sessions, sessions
-    from apps.registry.models import ModelAlias, ModelVersion
+    """The versions this process preloads (under PRELOAD_ALIASES, as many as its session cache
+    holds) are loaded (loading them if not)."""
+    from apps.inference.services import preload_sessions, preload_targets, sessions
 
-    wanted = ModelAlias.objects.filter(
-        name__in=settings.PRELOAD_ALIASES, version__status=ModelVersion.Status.READY
-    ).values_list("version_id", "version__sha256")
-    missing = set(wanted) - set(sessions().keys())
+    wanted = {(alias.version.pk, alias.version.sha256) for alias in preload_targets()}
+    missing = wanted - set(sessions().keys())
     if missing:
         preload_sessions()
         missing -= set(sessions().keys())

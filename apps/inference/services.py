@@ -65,13 +65,43 @@ def loaded_model(version: ModelVersion) -> runtime.LoadedModel:
     return sessions().get((version.pk, version.sha256), lambda: local_path(version.artifact.name))
 
 
-def preload_sessions() -> list[str]:
-    """Load the versions under PRELOAD_ALIASES (at process start), so first requests are fast."""
-    loaded = []
-    aliases = ModelAlias.objects.filter(
-        name__in=settings.PRELOAD_ALIASES, version__status=ModelVersion.Status.READY
-    ).select_related("version", "model")
+def preload_targets() -> list[ModelAlias]:
+    """The aliases under PRELOAD_ALIASES whose versions a process keeps loaded: as many as
+    the session cache holds (SESSION_CACHE_MAX_MODELS, SESSION_CACHE_MAX_BYTES); the rest
+    load on first use. Loading more would only evict the first ones again."""
+    aliases = (
+        ModelAlias.objects.filter(
+            name__in=settings.PRELOAD_ALIASES, version__status=ModelVersion.Status.READY
+        )
+        .select_related("version", "model")
+        .order_by("model__name", "name")
+    )
+    chosen, seen, total = [], set(), 0
     for alias in aliases:
+        key = (alias.version.pk, alias.version.sha256)
+        if key in seen:
+            chosen.append(alias)
+            continue
+        fits = len(seen) < settings.SESSION_CACHE_MAX_MODELS and (
+            not seen or total + alias.version.size_bytes <= settings.SESSION_CACHE_MAX_BYTES
+        )
+        if not fits:
+            logger.warning(
+                "Not preloading %s@%s: the session cache holds no more (it loads on first use)",
+                alias.model.name,
+                alias.name,
+            )
+            continue
+        seen.add(key)
+        total += alias.version.size_bytes
+        chosen.append(alias)
+    return chosen
+
+
+def preload_sessions() -> list[str]:
+    """Load the versions of preload_targets() (at process start), so first requests are fast."""
+    loaded = []
+    for alias in preload_targets():
         try:
             loaded_model(alias.version)
             loaded.append(f"{alias.model.name}@{alias.name}")

@@ -136,6 +136,30 @@ def test_production_versions_are_preloaded(tiny_version):
     assert sessions().keys() == [(tiny_version.pk, tiny_version.sha256)]
 
 
+def test_only_as_many_versions_as_the_cache_holds_are_preloaded(user, client, settings):
+    """Three production models, room for two: two load, and /readyz is ready without
+    loading (and evicting) them all again on every probe."""
+    from apps.inference.services import preload_sessions, sessions
+    from tests import onnx_models
+    from tests.factories import MLModelFactory
+    from tests.inference.conftest import TINY_PREPROCESSING, ready_version
+
+    settings.SESSION_CACHE_MAX_MODELS = 2
+    for seed, name in enumerate(["a", "b", "c"]):
+        ready_version(
+            MLModelFactory(name=name, owner=user),
+            onnx_models.tiny_classifier(seed=seed),
+            labels=["x", "y", "z"],
+            preprocessing=dict(TINY_PREPROCESSING),
+        )
+    assert preload_sessions() == ["a@production", "b@production"]
+    loads = sessions().loads
+    for _ in range(2):
+        response = client.get("/readyz")
+        assert response.status_code == 200, response.content
+    assert sessions().loads == loads
+
+
 def test_a_raw_image_body_works_without_multipart(api, demo_version):
     response = api.generic(
         "POST", "/api/v1/models/effnet/predict?top_k=1", photo("coffee"), content_type="image/jpeg"
