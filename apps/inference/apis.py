@@ -315,6 +315,11 @@ class PredictionListApi(APIView):
         until = serializers.DateTimeField(required=False)
         request_id = serializers.CharField(required=False)
 
+        def validate(self, attrs: dict) -> dict:
+            if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+                raise serializers.ValidationError({"until": "Must be after since."})
+            return attrs
+
     @extend_schema(
         operation_id="predictions_list",
         parameters=[PredictionFilterSerializer],

@@ -53,6 +53,9 @@ class RuntimeConfig:
     def available_providers(self) -> list[str]:
         """The configured providers this build has, always ending with the CPU fallback."""
         available = set(ort.get_available_providers())
+        missing = [p for p in self.providers if p not in available]
+        if missing:
+            logger.warning("ORT_PROVIDERS %s are not in this ONNX Runtime build; skipped", missing)
         chosen = [p for p in self.providers if p in available and p != "CPUExecutionProvider"]
         return [*chosen, "CPUExecutionProvider"]
 
@@ -71,6 +74,18 @@ class LoadedModel:
         return dict(zip(self.output_names, outputs, strict=True))
 
 
+_WARM_UP_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
 def _warm_up(session: ort.InferenceSession) -> None:
     """One run on zeros of the declared shapes (dynamic dims as 1), so the first
     real request does not pay for lazy initialisation."""
@@ -78,9 +93,7 @@ def _warm_up(session: ort.InferenceSession) -> None:
     for arg in session.get_inputs():
         dims = arg.shape if isinstance(arg.shape, list) else []
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
-        dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}.get(
-            arg.type
-        )
+        dtype = _WARM_UP_DTYPES.get(arg.type)
         if dtype is None:
             return  # an unusual input type: skip the warm-up rather than guess
         feeds[arg.name] = np.zeros(shape, dtype=dtype)

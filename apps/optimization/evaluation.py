@@ -24,6 +24,8 @@ from apps.inference import preprocessing
 from apps.inference.runtime import LoadedModel, RuntimeConfig, load_model
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+# Pixels per image, decoded or after resizing: the platform's default MAX_IMAGE_PIXELS.
+MAX_PIXELS = 40_000_000
 
 
 @dataclass
@@ -97,8 +99,9 @@ def summarize(path: Path, kind: str, labels: list[str]) -> dict[str, Any]:
 def feeds(item: EvalItem, config: dict[str, Any], signature: dict[str, Any]) -> dict[str, np.ndarray]:
     specs = signature.get("inputs", [])
     if item.image is not None:
-        decoded = preprocessing.decode_image(item.image, max_pixels=40_000_000)
-        return {specs[0]["name"]: preprocessing.image_to_array(decoded.image, config)[None]}
+        decoded = preprocessing.decode_image(item.image, max_pixels=MAX_PIXELS)
+        array = preprocessing.image_to_array(decoded.image, config, max_pixels=MAX_PIXELS)
+        return {specs[0]["name"]: array[None]}
     return preprocessing.parse_tensor_inputs(
         item.inputs, specs, non_finite=config.get("non_finite", "reject")
     )

@@ -111,3 +111,10 @@ def test_a_cursor_the_server_did_not_make_is_404(api, user, position):
     response = api.get(URL, {"cursor": cursor})
     assert response.status_code == 404, response.content
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_until_before_since_is_400(api, user):
+    make(user, 1)
+    response = api.get(URL, {"since": "2026-12-02T00:00:00Z", "until": "2026-12-01T00:00:00Z"})
+    assert response.status_code == 400
+    assert "until" in response.json()["error"]["details"]

@@ -119,3 +119,27 @@ def test_requests_that_waited_for_a_failed_load_fail_with_it(tmp_path, monkeypat
         thread.join(timeout=10)
     assert len(errors) == 8
     assert len(attempts) == 1
+
+
+def test_integer_input_models_are_warmed_up_too(tmp_path, monkeypatch):
+    from onnx import TensorProto, helper
+
+    from apps.inference import runtime
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)],
+        "uint8_input",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "uint8.onnx"
+    path.write_bytes(model.SerializeToString())
+    runs = []
+    run = runtime.ort.InferenceSession.run
+    monkeypatch.setattr(
+        runtime.ort.InferenceSession, "run", lambda self, *a, **k: runs.append(1) or run(self, *a, **k)
+    )
+    runtime.load_model((1, "x"), path, RuntimeConfig())
+    assert runs == [1]
