@@ -33,7 +33,7 @@ control_socket_disable = True
 def post_worker_init(worker: object) -> None:
     from django.db import connections
 
-    from apps.inference.services import preload_sessions
+    from apps.inference.sessions import preload_sessions
 
     try:
         loaded = preload_sessions()

@@ -94,11 +94,11 @@ def parts(model: str, key: str, rounds: int) -> dict[str, float]:
     from django.core.handlers.wsgi import WSGIHandler
 
     from apps.accounts.throttling import ScopedRateThrottle
-    from apps.inference import services
+    from apps.inference import services, sessions
     from apps.inference.preprocessing import decode_image, image_to_array
     from apps.registry.models import ModelVersion
 
-    services.preload_sessions()
+    sessions.preload_sessions()
     full_middleware = list(settings.MIDDLEWARE)
 
     def handler(middleware: list[str]) -> WSGIHandler:
@@ -119,7 +119,7 @@ def parts(model: str, key: str, rounds: int) -> dict[str, float]:
     }
     bodies = _bodies()
     version = ModelVersion.objects.select_related("model").get(model__name=model, aliases__name="production")
-    loaded = services.loaded_model(version)
+    loaded = sessions.loaded_model(version)
     photos = [path.read_bytes() for path in PHOTOS]
     counter = iter(range(10**9))
 

@@ -46,7 +46,7 @@ def _check_model_store() -> None:
 def _check_models() -> None:
     """The versions this process preloads (under PRELOAD_ALIASES, as many as its session cache
     holds) are loaded (loading them if not)."""
-    from apps.inference.services import preload_sessions, preload_targets, sessions
+    from apps.inference.sessions import preload_sessions, preload_targets, sessions
 
     wanted = {(alias.version.pk, alias.version.sha256) for alias in preload_targets()}
     missing = wanted - set(sessions().keys())

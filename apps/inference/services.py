@@ -33,81 +33,13 @@ from apps.core.localcache import LocalTTLCache
 from apps.inference import postprocessing, preprocessing, runtime
 from apps.inference.audit import insert_predictions, insert_predictions_spending_quota
 from apps.inference.models import Prediction
+from apps.inference.sessions import loaded_model
 from apps.registry import selectors as registry_selectors
 from apps.registry.models import MLModel, ModelAlias, ModelVersion
-from apps.registry.storage import local_path
 
 logger = logging.getLogger(__name__)
 
 LARGE_INPUT_HINT = "Large inputs belong in batch jobs."
-
-
-# --- Sessions ------------------------------------------------------------------------------------
-
-
-def _new_cache() -> runtime.SessionCache:
-    return runtime.SessionCache(
-        max_models=settings.SESSION_CACHE_MAX_MODELS,
-        max_bytes=settings.SESSION_CACHE_MAX_BYTES,
-        config=runtime.RuntimeConfig(
-            intra_op_threads=settings.ORT_INTRA_OP_THREADS,
-            optimization_level=settings.ORT_GRAPH_OPTIMIZATION,
-            providers=tuple(settings.ORT_PROVIDERS),
-        ),
-    )
-
-
-def sessions() -> runtime.SessionCache:
-    return runtime.session_cache(_new_cache)
-
-
-def loaded_model(version: ModelVersion) -> runtime.LoadedModel:
-    return sessions().get((version.pk, version.sha256), lambda: local_path(version.artifact.name))
-
-
-def preload_targets() -> list[ModelAlias]:
-    """The aliases under PRELOAD_ALIASES whose versions a process keeps loaded: as many as
-    the session cache holds (SESSION_CACHE_MAX_MODELS, SESSION_CACHE_MAX_BYTES); the rest
-    load on first use. Loading more would only evict the first ones again."""
-    aliases = (
-        ModelAlias.objects.filter(
-            name__in=settings.PRELOAD_ALIASES, version__status=ModelVersion.Status.READY
-        )
-        .select_related("version", "model")
-        .order_by("model__name", "name")
-    )
-    chosen, seen, total = [], set(), 0
-    for alias in aliases:
-        key = (alias.version.pk, alias.version.sha256)
-        if key in seen:
-            chosen.append(alias)
-            continue
-        fits = len(seen) < settings.SESSION_CACHE_MAX_MODELS and (
-            not seen or total + alias.version.size_bytes <= settings.SESSION_CACHE_MAX_BYTES
-        )
-        if not fits:
-            logger.warning(
-                "Not preloading %s@%s: the session cache holds no more (it loads on first use)",
-                alias.model.name,
-                alias.name,
-            )
-            continue
-        seen.add(key)
-        total += alias.version.size_bytes
-        chosen.append(alias)
-    return chosen
-
-
-def preload_sessions() -> list[str]:
-    """Load the versions of preload_targets() (at process start), so first requests are fast."""
-    loaded = []
-    for alias in preload_targets():
-        try:
-            loaded_model(alias.version)
-            loaded.append(f"{alias.model.name}@{alias.name}")
-        except Exception:  # one broken model must not stop the process from serving the others
-            logger.exception("Could not preload %s@%s", alias.model.name, alias.name)
-    return loaded
 
 
 # --- Requests ------------------------------------------------------------------------------------

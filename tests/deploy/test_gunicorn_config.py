@@ -50,12 +50,12 @@ def test_a_worker_that_cannot_preload_still_boots(monkeypatch, caplog):
     """An exception from post_worker_init would make gunicorn stop the whole server."""
     from django.db import OperationalError
 
-    from apps.inference import services
+    from apps.inference import sessions
 
     def unreachable() -> list[str]:
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(services, "preload_sessions", unreachable)
+    monkeypatch.setattr(sessions, "preload_sessions", unreachable)
     config = load(monkeypatch, GUNICORN_GC_FREEZE="0")
     config["post_worker_init"](FakeWorker())
     assert "Could not preload models" in caplog.text

@@ -121,7 +121,7 @@ def test_versions_and_aliases_are_chosen_by_query(api, tiny_version):
 
 
 def test_the_session_is_loaded_once_per_process(api, tiny_version):
-    from apps.inference.services import sessions
+    from apps.inference.sessions import sessions
 
     image = encode(Image.new("RGB", (8, 8), "green"), "PNG")
     for _ in range(3):
@@ -130,7 +130,7 @@ def test_the_session_is_loaded_once_per_process(api, tiny_version):
 
 
 def test_production_versions_are_preloaded(tiny_version):
-    from apps.inference.services import preload_sessions, sessions
+    from apps.inference.sessions import preload_sessions, sessions
 
     assert preload_sessions() == ["tiny@production"]
     assert sessions().keys() == [(tiny_version.pk, tiny_version.sha256)]
@@ -139,7 +139,7 @@ def test_production_versions_are_preloaded(tiny_version):
 def test_only_as_many_versions_as_the_cache_holds_are_preloaded(user, client, settings):
     """Three production models, room for two: two load, and /readyz is ready without
     loading (and evicting) them all again on every probe."""
-    from apps.inference.services import preload_sessions, sessions
+    from apps.inference.sessions import preload_sessions, sessions
     from tests import onnx_models
     from tests.factories import MLModelFactory
     from tests.inference.conftest import TINY_PREPROCESSING, ready_version

@@ -30,6 +30,7 @@ from apps.inference import postprocessing, preprocessing
 from apps.inference import services as inference
 from apps.inference.audit import insert_predictions
 from apps.inference.models import Prediction
+from apps.inference.sessions import loaded_model
 from apps.jobs.models import BatchJob, JobItem
 from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import model_store
@@ -176,7 +177,7 @@ def _process(job: BatchJob, lease: _Lease) -> str:
             job, lease, BatchJob.Status.FAILED, "version_deleted", "The pinned version was deleted."
         )
     try:
-        loaded = inference.loaded_model(version)
+        loaded = loaded_model(version)
     except Exception as exc:
         logger.exception("Job %s: could not load version %s", job.pk, version.pk)
         return _finish(
