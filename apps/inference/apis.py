@@ -328,7 +328,9 @@ class PredictionListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.PredictionFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        predictions = selectors.prediction_list(user=request.user, filters=filters.validated_data)
+        predictions = selectors.prediction_list(
+            user=request.user, filters=filters.validated_data, api_key=request_api_key(request)
+        )
         paginator = PredictionCursorPagination()
         page = paginator.paginate_queryset(predictions, request, view=self)
         return paginator.get_paginated_response(PredictionOutputSerializer(page, many=True).data)

@@ -145,7 +145,9 @@ class JobListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.JobFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        jobs = selectors.job_list(user=request.user, filters=filters.validated_data)
+        jobs = selectors.job_list(
+            user=request.user, filters=filters.validated_data, api_key=request_api_key(request)
+        )
         return paginated_response(request, self, jobs, JobOutputSerializer)
 
     @extend_schema(
@@ -284,13 +286,13 @@ class JobDetailApi(APIView):
 
     @extend_schema(operation_id="jobs_retrieve", responses={200: JobOutputSerializer, **error_responses(404)})
     def get(self, request: Request, job_id: str) -> Response:
-        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         return Response(JobOutputSerializer(job).data)
 
     @extend_schema(operation_id="jobs_delete", responses={204: None, **error_responses(404, 409)})
     def delete(self, request: Request, job_id: str) -> Response:
         """Delete a finished job and its stored inputs; its audit rows (predictions) stay."""
-        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         services.job_delete(job=job)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -305,7 +307,7 @@ class JobCancelApi(APIView):
     )
     def post(self, request: Request, job_id: str) -> Response:
         """A queued job is cancelled at once (200); a running one stops after its current batch (202)."""
-        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         job = services.job_cancel(job=job)
         code = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
         return Response(JobOutputSerializer(job).data, status=code)
@@ -356,7 +358,7 @@ class JobResultsApi(APIView):
     )
     def get(self, request: Request, job_id: str) -> Any:
         """Finished items in input order (cursor-paginated), or all of them streamed."""
-        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         params = self.ResultFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         items = selectors.job_results(job=job, status=params.validated_data.get("status"))
@@ -423,7 +425,7 @@ class JobWebhookDeliveriesApi(APIView):
     )
     def get(self, request: Request, job_id: str) -> Response:
         """Every attempt to deliver this job's webhook."""
-        job = selectors.job_get_visible(user=request.user, job_id=job_id)
+        job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         return paginated_response(
             request, self, job.webhook_deliveries.all(), WebhookDeliveryOutputSerializer
         )

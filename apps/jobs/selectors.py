@@ -5,14 +5,22 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.accounts.models import User
+from apps.accounts.models import ApiKey, User
 from apps.core.exceptions import NotFound
 from apps.jobs.models import BatchJob, JobItem
 
 
-def job_list(*, user: User, filters: dict[str, Any]) -> QuerySet[BatchJob]:
-    """The user's jobs (staff: everyone's), newest first, filtered."""
+def _visible(user: User, api_key: ApiKey | None) -> QuerySet[BatchJob]:
+    """The user's jobs (staff: everyone's); a key limited to named models sees only theirs."""
     jobs = BatchJob.objects.all() if user.is_staff else BatchJob.objects.filter(owner=user)
+    if api_key is not None and api_key.model_names:
+        jobs = jobs.filter(model_name__in=api_key.model_names)
+    return jobs
+
+
+def job_list(*, user: User, filters: dict[str, Any], api_key: ApiKey | None = None) -> QuerySet[BatchJob]:
+    """The jobs the caller may see, newest first, filtered."""
+    jobs = _visible(user, api_key)
     if filters.get("status"):
         jobs = jobs.filter(status=filters["status"])
     if filters.get("model"):
@@ -24,10 +32,10 @@ def job_list(*, user: User, filters: dict[str, Any]) -> QuerySet[BatchJob]:
     return jobs.order_by("-created_at")
 
 
-def job_get_visible(*, user: User, job_id: Any) -> BatchJob:
-    """The job, or 404 when it does not exist or is someone else's (staff see all)."""
-    jobs = BatchJob.objects.all() if user.is_staff else BatchJob.objects.filter(owner=user)
-    job = jobs.filter(pk=job_id).first()
+def job_get_visible(*, user: User, job_id: Any, api_key: ApiKey | None = None) -> BatchJob:
+    """The job, or 404 when it does not exist, is someone else's (staff see all), or is on a
+    model the caller's key is not granted."""
+    job = _visible(user, api_key).filter(pk=job_id).first()
     if job is None:
         raise NotFound("No such job.", code="job_not_found")
     return job

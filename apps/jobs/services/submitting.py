@@ -28,6 +28,7 @@ from apps.inference.services import resolve_target
 from apps.jobs import webhooks
 from apps.jobs.inputs import Budget, JobInput, chain_limited
 from apps.jobs.models import BatchJob, JobItem
+from apps.registry import selectors as registry_selectors
 from apps.registry.models import ModelVersion
 from apps.registry.storage import model_store
 
@@ -63,6 +64,10 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     """
     if submission.webhook_url:  # as stored, so a replay's fingerprint matches the original's
         submission.webhook_url = webhooks.normalize_url(submission.webhook_url)
+    api_key = submission.api_key
+    if api_key is not None and not api_key.allows_model(submission.model):
+        # 403 model_not_granted, before a replay could hand back a job on that model.
+        registry_selectors.model_get_visible(user=submission.user, name=submission.model, api_key=api_key)
     existing = _existing(submission)
     if existing is not None:
         return _replay(existing, _fingerprint(submission, None, [])[1]), False
