@@ -1,9 +1,11 @@
+import logging
 from collections.abc import Callable
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from apps.core.middleware import RequestIdLogFilter
 from tests import onnx_models
 from tests.factories import UserFactory
 
@@ -96,3 +98,24 @@ def frozen_rate_clock(monkeypatch):
     """Rate windows are fixed: a test that crossed a window boundary would see its
     counters reset. Pin the clock the rate limiter reads to the middle of a window."""
     monkeypatch.setattr("apps.accounts.ratelimit._now", lambda: 1_800_000_030.0)
+
+
+class _Collect(logging.Handler):
+    """As the console handler is set up: the request-id filter, then the record."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.addFilter(RequestIdLogFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def log_records():
+    """Log records as the handlers see them, after the request-id filter."""
+    handler, root = _Collect(), logging.getLogger()
+    root.addHandler(handler)
+    yield handler.records
+    root.removeHandler(handler)

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db.models import Q
 
+from apps.core.middleware import request_id_var
 from apps.jobs import webhooks
 from apps.jobs.models import BatchJob
 from apps.jobs.services import job_run, reconcile_jobs
@@ -45,6 +46,10 @@ def deliver_job_webhook(job_id: str, attempt: int) -> None:
         return  # a copy of this attempt (the reconciler's, or a redelivery) already ran
     from apps.jobs.selectors import job_webhook_payload
 
-    delivery = webhooks.deliver(job=job, payload=job_webhook_payload(job), attempt=attempt)
+    token = request_id_var.set(job.request_id or "-")  # its log lines carry the job's request id
+    try:
+        delivery = webhooks.deliver(job=job, payload=job_webhook_payload(job), attempt=attempt)
+    finally:
+        request_id_var.reset(token)
     if not delivery.succeeded and attempt < webhooks.max_attempts():
         deliver_job_webhook.apply_async(args=[job_id, attempt + 1], countdown=webhooks.retry_delay(attempt))

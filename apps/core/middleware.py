@@ -39,11 +39,16 @@ class RequestIdMiddleware:
 
 
 class RequestIdLogFilter(logging.Filter):
-    """Adds `request_id` to every log record, '-' outside a request."""
+    """Adds `request_id` to every log record, '-' outside a request.
+
+    Django logs a request's 4xx and 5xx lines ("Unauthorized: ...", "Internal Server Error:
+    ...") after the middleware has returned, so the request's own id, passed along in the
+    record as `request`, comes first."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
+            request = getattr(record, "request", None)
+            record.request_id = getattr(request, "request_id", None) or request_id_var.get()
         return True
 
 

@@ -1,6 +1,7 @@
-"""A URLconf with a plain Django view that crashes, for testing handler500."""
+"""A URLconf with views that crash (a plain Django one and a DRF one), for testing handler500."""
 
 from django.urls import path
+from rest_framework.views import APIView
 
 from mlplatform.urls import handler404, handler500, urlpatterns
 
@@ -9,5 +10,13 @@ def crash(request):
     raise RuntimeError("secret internals")
 
 
-urlpatterns = [*urlpatterns, path("crash", crash)]
+class CrashApi(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def get(self, request):
+        raise RuntimeError("secret internals")
+
+
+urlpatterns = [*urlpatterns, path("crash", crash), path("crash-api", CrashApi.as_view())]
 __all__ = ["handler404", "handler500", "urlpatterns"]

@@ -1,6 +1,7 @@
 """One error shape for every kind of error, with a stable code and the request id."""
 
 import pytest
+from rest_framework.test import APIClient
 
 from tests.factories import MLModelFactory
 
@@ -75,6 +76,21 @@ def test_a_django_level_500_is_json_too(client, settings):
     client.raise_request_exception = False
     error = assert_error_shape(client.get("/crash"), 500, "internal_error")
     assert "secret" not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"), [("/api/v1/predictions/", 401), ("/api/v1/nowhere/", 404), ("/crash-api", 500)]
+)
+def test_every_log_line_of_a_failed_request_carries_its_id(settings, log_records, path, status):
+    """Django writes "Unauthorized: ..." and "Internal Server Error: ..." after the
+    middleware has returned; those lines carry the request's id too."""
+    settings.ROOT_URLCONF = "tests.core.crash_urls"
+    client = APIClient(raise_request_exception=False)
+    response = client.get(path, HTTP_X_REQUEST_ID="trace-log-1")
+    assert response.status_code == status
+    lines = [r for r in log_records if r.name.startswith(("django", "mlplatform"))]
+    assert {r.name for r in lines} >= {"django.request", "mlplatform.request"}
+    assert [(r.name, r.request_id) for r in lines if r.request_id != "trace-log-1"] == []
 
 
 def test_a_supplied_request_id_is_echoed(api):

@@ -369,3 +369,28 @@ def test_a_second_copy_of_a_webhook_attempt_does_nothing(api, tiny_version, monk
     deliver_job_webhook(job_id, 1)
     deliver_job_webhook(job_id, 1)  # the reconciler's copy, or a redelivered message
     assert calls == [1]
+
+
+def test_the_lease_heartbeat_logs_with_the_jobs_request_id(settings, monkeypatch, log_records):
+    from apps.core.middleware import request_id_var
+    from apps.jobs.services.leasing import JobLease
+
+    settings.JOB_HEARTBEAT_SECONDS = 0.01
+    failed = threading.Event()
+
+    class Broken:
+        def filter(self, **kwargs):
+            failed.set()
+            raise RuntimeError("the database blinked")
+
+    monkeypatch.setattr("apps.jobs.services.leasing.BatchJob.objects", Broken())
+    token = request_id_var.set("submit-req-2")
+    try:
+        lease = JobLease("00000000-0000-0000-0000-000000000000", "t")
+    finally:
+        request_id_var.reset(token)
+    assert failed.wait(5)
+    lease.stop()
+    renewals = [r for r in log_records if r.getMessage().startswith("Lease renewal")]
+    assert renewals
+    assert {r.request_id for r in renewals} == {"submit-req-2"}

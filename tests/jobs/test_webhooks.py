@@ -396,3 +396,21 @@ def test_max_attempts_defaults_to_six(settings):
         del settings.WEBHOOK_MAX_ATTEMPTS
 
     assert max_attempts() == 6
+
+
+def test_a_delivery_logs_with_the_jobs_request_id(settings, make_job, monkeypatch, log_records):
+    from workers.jobs import deliver_job_webhook
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 1  # no retry to schedule
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    job = make_job(f"http://127.0.0.1:{port}/hook")
+    BatchJob.objects.filter(pk=job.pk).update(request_id="submit-req-1")
+
+    deliver_job_webhook(str(job.pk), 1)
+
+    failed = [r for r in log_records if r.getMessage().startswith(f"webhook of job {job.pk}")]
+    assert [r.request_id for r in failed] == ["submit-req-1"]

@@ -10,7 +10,6 @@ took over) finds the token changed and stops without writing.
 import datetime as dt
 import json
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from apps.inference.audit import insert_predictions
 from apps.inference.models import Prediction
 from apps.inference.sessions import loaded_model
 from apps.jobs.models import BatchJob, JobItem
+from apps.jobs.services.leasing import JobLease
 from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import model_store
 
@@ -66,46 +66,6 @@ def _claim(job_id: str, worker: str) -> str | None:
     return token if claimed else None
 
 
-class _Lease:
-    """Renews the job's lease every JOB_HEARTBEAT_SECONDS while the worker works. If the
-    renewal finds the token gone (the job was taken over or finished), `lost` is set."""
-
-    def __init__(self, job_id: uuid.UUID, token: str) -> None:
-        self.job_id, self.token = job_id, token
-        self.lost = False
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
-                try:
-                    renewed = BatchJob.objects.filter(
-                        pk=self.job_id, lease_token=self.token, status=BatchJob.Status.RUNNING
-                    ).update(
-                        lease_expires_at=timezone.now() + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
-                    )
-                except Exception:  # the database blinked: try again at the next beat
-                    logger.warning("Lease renewal for job %s failed", self.job_id, exc_info=True)
-                    continue
-                if not renewed:
-                    self.lost = True
-                    return
-        finally:
-            connection.close()  # this thread's own connection
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=10)
-
-    def release(self) -> None:
-        """Let the reconciler hand the job on at its next pass instead of after the lease."""
-        BatchJob.objects.filter(pk=self.job_id, lease_token=self.token).update(
-            lease_expires_at=timezone.now()
-        )
-
-
 # --- Running ------------------------------------------------------------------------------------------
 
 
@@ -118,7 +78,7 @@ def job_run(*, job_id: str, worker: str = "") -> str:
     job = BatchJob.objects.select_related("model_version__model").get(pk=job_id)
     # The worker's log lines carry the id of the request that submitted the job.
     request_id = request_id_var.set(job.request_id or "-")
-    lease = _Lease(job.pk, token)
+    lease = JobLease(job.pk, token)
     try:
         return _process(job, lease)
     except BaseException as exc:
@@ -170,7 +130,7 @@ class _Result:
         self.output = self.audit_output = {}
 
 
-def _process(job: BatchJob, lease: _Lease) -> str:
+def _process(job: BatchJob, lease: JobLease) -> str:
     version = job.model_version
     if version is None:
         return _finish(
@@ -444,7 +404,7 @@ def _count_items(labels: tuple[str, str, str, str], count: int) -> None:
     metrics.JOB_ITEMS.labels(labels[3]).inc(count)
 
 
-def _finish(job: BatchJob, lease: _Lease, status: str, code: str = "", message: str = "") -> str:
+def _finish(job: BatchJob, lease: JobLease, status: str, code: str = "", message: str = "") -> str:
     with transaction.atomic():
         locked = BatchJob.objects.select_for_update().filter(
             pk=job.pk, lease_token=lease.token, status=BatchJob.Status.RUNNING
