@@ -68,6 +68,8 @@ def tensor_to_json(array: np.ndarray) -> dict[str, Any]:
 def _json_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, float):
         if value != value:
             return None
@@ -82,9 +84,11 @@ def tensor_summary(array: np.ndarray) -> dict[str, Any]:
     if array.size and np.issubdtype(array.dtype, np.number):
         finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
         if finite.size:
-            summary.update(
-                min=float(np.min(finite)), max=float(np.max(finite)), mean=round(float(np.mean(finite)), 6)
-            )
+            # The mean in float64: float32 values near their limit would overflow to Inf
+            # (a row PostgreSQL refuses); a float64 output still can, so all pass _json_safe.
+            mean = round(float(np.mean(finite, dtype=np.float64)), 6)
+            stats = {"min": float(np.min(finite)), "max": float(np.max(finite)), "mean": mean}
+            summary.update(_json_safe(stats))
         if array.size <= 16:
             summary["data"] = _json_safe(array.tolist())
     return summary

@@ -178,11 +178,11 @@ def parse_tensor(name: str, value: Any, expected_dtype: str) -> np.ndarray:
                 raise UnprocessableInput(f"Input '{name}': unknown dtype {given!r}.", code="invalid_tensor")
             raw = base64.b64decode(value["b64"], validate=True)
             array = np.frombuffer(raw, dtype=np.dtype(given_dtype).newbyteorder("<"))
-            array = array.reshape(value["shape"])
+            array = array.reshape(_shape(name, value["shape"]))
         elif isinstance(value, dict) and "data" in value:
             array = np.asarray(value["data"])
             if "shape" in value:
-                array = array.reshape(value["shape"])
+                array = array.reshape(_shape(name, value["shape"]))
         else:
             array = np.asarray(value)
     except (binascii.Error, TypeError, KeyError) as exc:
@@ -196,13 +196,28 @@ def parse_tensor(name: str, value: Any, expected_dtype: str) -> np.ndarray:
     if array.dtype == object or array.dtype.kind in "USO":
         raise UnprocessableInput(f"Input '{name}' must hold numbers.", code="invalid_tensor")
     if not _castable(array, dtype):
+        hint = ""
+        if np.issubdtype(dtype, np.integer) and array.dtype.kind == "f":
+            hint = " (floats are accepted only as whole numbers up to 2**53, which they hold exactly)"
         raise UnprocessableInput(
-            f"Input '{name}' expects {np.dtype(dtype).name}, got {array.dtype.name} values.",
+            f"Input '{name}' expects {np.dtype(dtype).name}, got {array.dtype.name} values{hint}.",
             code="invalid_tensor",
             details={"input": name, "expected_dtype": np.dtype(dtype).name, "got_dtype": array.dtype.name},
         )
     _check_range(name, array, dtype)
     return array.astype(dtype, copy=False)
+
+
+def _shape(name: str, shape: Any) -> list[int]:
+    """A shape as sent: a list of sizes, each a non-negative integer (NumPy would read any
+    negative size as "work it out")."""
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise UnprocessableInput(
+            f"Input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}.",
+            code="invalid_tensor",
+            details={"input": name},
+        )
+    return shape
 
 
 def _check_range(name: str, array: np.ndarray, dtype: Any) -> None:
@@ -240,14 +255,18 @@ def _check_range(name: str, array: np.ndarray, dtype: Any) -> None:
 
 
 def _castable(array: np.ndarray, dtype: Any) -> bool:
-    """Ints into floats are fine; floats into ints only when they hold whole numbers."""
-    if np.issubdtype(dtype, np.floating) or array.dtype == dtype:
+    """Ints into floats are fine; floats into ints only when they hold whole numbers that a
+    float holds exactly (up to 2**53: past it, 2**60 + 1 would already have become 2**60).
+    Booleans only into booleans."""
+    if array.dtype == dtype:
         return array.dtype.kind in "biuf"
+    if np.issubdtype(dtype, np.floating):
+        return array.dtype.kind in "iuf"
     if np.issubdtype(dtype, np.integer):
-        if array.dtype.kind in "biu":
+        if array.dtype.kind in "iu":
             return True
         return array.dtype.kind == "f" and bool(
-            np.all(np.isfinite(array)) and np.all(array == np.round(array))
+            np.all(np.isfinite(array)) and np.all(array == np.round(array)) and np.all(np.abs(array) <= 2**53)
         )
     if dtype is np.bool_:
         return array.dtype.kind == "b"

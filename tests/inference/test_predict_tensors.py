@@ -150,3 +150,42 @@ def test_tensors_the_model_cannot_compute_on_are_422(api, user):
     response = api.post("/api/v1/models/adder/predict", {"inputs": inputs}, format="json")
     assert response.status_code == 422, response.content
     assert response.json()["error"]["code"] == "inference_failed"
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        pytest.param({"x": [[1, 2, 3, 4]], "n": [1.0, 2**60 + 1]}, id="float-past-2**53-into-int64"),
+        pytest.param({"x": [[True, False, True, False]], "n": [1]}, id="booleans-into-float32"),
+        pytest.param({"x": [[1, 2, 3, 4]], "n": [True]}, id="boolean-into-int64"),
+        pytest.param({"x": {"data": [1, 2, 3, 4], "shape": [-3, 4]}, "n": [1]}, id="negative-shape"),
+        pytest.param({"x": {"data": [1, 2, 3, 4], "shape": [1, 4.0]}, "n": [1]}, id="float-in-shape"),
+        pytest.param({"x": {"data": [1, 2, 3, 4], "shape": "1,4"}, "n": [1]}, id="shape-not-a-list"),
+        pytest.param(
+            {"x": {"b64": base64.b64encode(bytes(16)).decode(), "shape": [-1, 4]}, "n": [1]},
+            id="negative-b64-shape",
+        ),
+    ],
+)
+def test_tensors_that_would_be_changed_or_guessed_are_422(api, tensor_version, inputs):
+    response = predict(api, inputs)
+    assert response.status_code == 422, response.content
+    assert response.json()["error"]["code"] == "invalid_tensor"
+    assert Prediction.objects.get().error_code == "invalid_tensor"
+
+
+def test_exact_large_integers_pass_unchanged(api, tensor_version):
+    response = predict(api, {"x": [[1, 2, 3, 4]], "n": [2**60 + 1]})
+    assert response.status_code == 200, response.content
+    assert response.json()["predictions"][0]["outputs"]["count"]["data"] == [2**60 + 2]
+
+
+def test_outputs_near_the_float32_limit_are_answered_and_recorded(api, tensor_version):
+    """The audit summary's mean of 1.5e38 * 2 values would overflow in float32."""
+    response = predict(api, {"x": [[1.5e38, 1.5e38, 1.5e38, 1.5e38]], "n": [1]})
+    assert response.status_code == 200, response.content
+    row = Prediction.objects.get()
+    assert row.status == "succeeded"
+    summary = row.output["outputs"]["y"]
+    assert summary["max"] == pytest.approx(3e38, rel=1e-6)
+    assert summary["mean"] == pytest.approx(3e38, rel=1e-6)
