@@ -17,13 +17,14 @@ from apps.accounts import ratelimit
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import api_key_authenticate
 from apps.core import metrics
+from apps.core.text import client_text
 
 
 def client_address(request: Request) -> str:
     """The client's address, honouring X-Forwarded-For only behind NUM_PROXIES trusted proxies.
 
     At most 64 characters, as the audit columns hold (an IPv6 address with a zone is ~50)."""
-    return (BaseThrottle().get_ident(request) or "")[:64]
+    return client_text(BaseThrottle().get_ident(request) or "", 64)  # X-Forwarded-For is the client's
 
 
 def _failure_identity(request: Request) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from apps.core.exceptions import PayloadTooLarge, UnprocessableInput
+from apps.core.text import client_text
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"}  # MPO: multi-picture JPEG from phones
 _RESAMPLING = {
@@ -303,7 +304,8 @@ def parse_tensor_inputs(
     if not isinstance(inputs, dict) or not inputs:
         raise UnprocessableInput("'inputs' must be an object of named tensors.", code="invalid_tensor")
     expected = {spec["name"]: spec for spec in signature_inputs}
-    unknown = sorted(set(inputs) - set(expected))
+    # The client's names, echoed back: made safe to store and to encode, and at most 20.
+    unknown = [client_text(name, 200) for name in sorted(set(inputs) - set(expected))[:20]]
     missing = sorted(set(expected) - set(inputs))
     if unknown or missing:
         raise UnprocessableInput(

@@ -30,6 +30,7 @@ from apps.core.exceptions import (
     UnprocessableInput,
 )
 from apps.core.localcache import LocalTTLCache
+from apps.core.text import client_text
 from apps.inference import postprocessing, preprocessing, runtime
 from apps.inference.audit import insert_predictions, insert_predictions_spending_quota
 from apps.inference.models import Prediction
@@ -357,16 +358,17 @@ class _Recorder:
     def describe_image(self, index: int, image: ImageInput) -> None:
         if not self.digests[index]:
             self.digests[index] = hashlib.sha256(image.data).hexdigest()
-            content_type = image.content_type[:100]  # a client's string, as the filename below
+            content_type = client_text(image.content_type, 100)  # a client's string, as the filename
             self.metas[index] = {"kind": "image", "content_type": content_type, "size": len(image.data)}
             if image.filename:
-                self.metas[index]["filename"] = image.filename[:200]
+                self.metas[index]["filename"] = client_text(image.filename, 200)
 
     def describe_decoded(self, index: int, decoded: preprocessing.DecodedImage) -> None:
         self.metas[index].update(format=decoded.format, width=decoded.width, height=decoded.height)
 
     def describe_tensors(self, inputs: Any) -> None:
-        self.metas[0] = {"kind": "tensors", "names": sorted(inputs) if isinstance(inputs, dict) else []}
+        names = sorted(inputs)[:100] if isinstance(inputs, dict) else []  # the client's names
+        self.metas[0] = {"kind": "tensors", "names": [client_text(str(name), 200) for name in names]}
 
     def tensor_digest(self, feeds: dict[str, np.ndarray]) -> None:
         digest = hashlib.sha256()

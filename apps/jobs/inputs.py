@@ -20,6 +20,7 @@ from typing import IO, Any
 from django.conf import settings
 
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
+from apps.core.text import client_text
 
 _CHUNK = 1024 * 1024
 
@@ -182,7 +183,7 @@ def _tar_inputs(archive: tarfile.TarFile) -> Iterator[JobInput]:
 def clean_name(name: str) -> str:
     """A file name as text a database takes: valid UTF-8 (names in other encodings come
     with replacement characters), no NUL, at most 255 characters."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")[:255]
+    return client_text(name, 255)
 
 
 def base64_images(values: list[Any]) -> Iterator[JobInput]:

@@ -24,6 +24,7 @@ from apps.accounts.models import ApiKey, User
 from apps.accounts.services import quota_consume
 from apps.core import metrics
 from apps.core.exceptions import Conflict, InvalidInput
+from apps.core.text import client_text
 from apps.inference.services import resolve_target
 from apps.jobs import webhooks
 from apps.jobs.inputs import Budget, JobInput, chain_limited
@@ -146,7 +147,7 @@ def _fingerprint(
             JobItem(
                 index=index,
                 filename=item.filename,
-                content_type=item.content_type[:100],
+                content_type=client_text(item.content_type, 100),
                 size=len(item.data),
                 input_sha256=digest,
                 input_name=name,
