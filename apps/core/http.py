@@ -11,3 +11,9 @@ def content_length(request: Request | HttpRequest) -> int:
         return max(int(raw), 0)
     except ValueError as exc:
         raise InvalidInput("Content-Length is not a number.", code="bad_request") from exc
+
+
+def media_type(request: Request | HttpRequest) -> str:
+    """The request's media type without parameters, lower-cased (media types are
+    case-insensitive: `Image/PNG` is `image/png`)."""
+    return (request.content_type or "").split(";")[0].strip().lower()

@@ -12,7 +12,7 @@ from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
-from apps.core.http import content_length
+from apps.core.http import content_length, media_type
 from apps.core.middleware import log_context
 from apps.core.pagination import CursorPagination
 from apps.core.parsers import SmallMultiPartParser
@@ -20,6 +20,7 @@ from apps.core.schema import error_responses
 from apps.inference import selectors, services
 from apps.inference.models import Prediction
 from apps.jobs.apis import JobOutputSerializer, job_accepted, submission_from_request
+from apps.jobs.models import BatchJob
 from apps.jobs.services import JobSubmission, job_submit
 
 
@@ -53,7 +54,9 @@ class PredictApi(APIView):
 
     class PredictJsonInputSerializer(serializers.Serializer):
         image = serializers.CharField(required=False, help_text="One base64 image (or a data: URL).")
-        images = serializers.ListField(child=serializers.CharField(), required=False, max_length=1000)
+        images = serializers.ListField(
+            child=serializers.CharField(), required=False, max_length=settings.JOB_MAX_ITEMS
+        )
         inputs = serializers.DictField(
             required=False, help_text="Named tensors: nested lists, {data, shape} or {b64, dtype, shape}."
         )
@@ -127,14 +130,16 @@ class PredictApi(APIView):
             # prediction of this version; services.predict records what fails after.
             if query_errors:
                 raise serializers.ValidationError(query_errors)
-            if not request.headers.get("Idempotency-Key"):
-                # With one, a job may exist for it already: job_submit answers with that job
-                # first, and checks readiness after (services.predict checks it too).
+            if not self._replays_a_job(request):
+                # A job made with this Idempotency-Key is answered as it is, whatever the
+                # version's state now (job_submit checks readiness after it looks for one).
                 services.check_servable(version)
             answer = self._refuse_or_divert(request, name)
             if answer is not None:
                 return answer
-            payload = self._payload(request, query.get("top_k"))
+            payload, body_k = self._payload(request, query.get("top_k"))
+            if body_k is not None:  # checked once the inputs are read, so each gets its row
+                payload.top_k = self._k(body_k)
             if len(payload.images) > settings.SYNC_MAX_IMAGES or any(
                 len(image.data) > settings.SYNC_MAX_IMAGE_BYTES for image in payload.images
             ):
@@ -152,7 +157,7 @@ class PredictApi(APIView):
     def _refuse_or_divert(self, request: Request, name: str) -> Response | None:
         """The body's size decides before it is read: a job (202), a 413, or None to go on."""
         length = content_length(request)
-        is_json = request.content_type.split(";")[0].strip().lower() == "application/json"
+        is_json = media_type(request) == "application/json"
         if is_json and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             # JSON is read into memory whole, by the predict and the jobs endpoint alike.
             raise PayloadTooLarge(
@@ -221,37 +226,51 @@ class PredictApi(APIView):
         response["Preference-Applied"] = "respond-async"
         return response
 
-    def _payload(self, request: Request, top_k: int | None) -> services.PredictionRequest:
+    def _payload(
+        self, request: Request, top_k: int | None
+    ) -> tuple[services.PredictionRequest, object | None]:
+        """The inputs, and the body's top_k still to check (None: the query's, or none given;
+        the query's wins)."""
         k = top_k or settings.PREDICT_DEFAULT_TOP_K
-        if request.content_type.startswith("image/"):
+        media = media_type(request)
+        if media.startswith("image/"):
             if not request.data:
                 raise InvalidInput("The request body is empty.", code="no_input")
-            image = services.ImageInput(data=request.data, content_type=request.content_type.split(";")[0])
-            return services.PredictionRequest(images=[image], top_k=k)
+            image = services.ImageInput(data=request.data, content_type=media)
+            return services.PredictionRequest(images=[image], top_k=k), None
         files = request.FILES.getlist("image") if hasattr(request, "FILES") else []
         if files:
             images = [
                 services.ImageInput(data=f.read(), content_type=f.content_type or "", filename=f.name)
                 for f in files
             ]
-            form_k = request.data.get("top_k")
-            return services.PredictionRequest(images=images, top_k=top_k or self._k(form_k))
-        if request.content_type.startswith("multipart/"):
+            body_k = None if top_k else request.data.get("top_k")
+            return services.PredictionRequest(images=images, top_k=k), body_k
+        if media.startswith("multipart/"):
             raise InvalidInput("Send the image as a multipart file field named 'image'.", code="no_input")
-        body = self.PredictJsonInputSerializer(data=request.data)
+        fields = request.data
+        body_k = None
+        if hasattr(fields, "items") and "top_k" in fields:  # checked by the caller, after the inputs
+            body_k = None if top_k else fields["top_k"]
+            fields = {name: value for name, value in fields.items() if name != "top_k"}
+        body = self.PredictJsonInputSerializer(data=fields)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         given = [key for key in ("image", "images", "inputs") if key in data]
         if len(given) != 1:
             raise InvalidInput("Send exactly one of 'image', 'images' or 'inputs'.", code="no_input")
-        k = top_k or data.get("top_k") or settings.PREDICT_DEFAULT_TOP_K
         if "inputs" in data:
-            return services.PredictionRequest(inputs=request.data["inputs"], top_k=k)
+            return services.PredictionRequest(inputs=request.data["inputs"], top_k=k), body_k
         raw = [data["image"]] if "image" in data else data["images"]
         if not raw:
             raise InvalidInput("'images' is empty.", code="no_input")
         images = [services.decode_base64_image(value, index) for index, value in enumerate(raw)]
-        return services.PredictionRequest(images=images, top_k=k)
+        return services.PredictionRequest(images=images, top_k=k), body_k
+
+    @staticmethod
+    def _replays_a_job(request: Request) -> bool:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        return bool(key) and BatchJob.objects.filter(owner=request.user, idempotency_key=key).exists()
 
     @staticmethod
     def _k(value: object) -> int:

@@ -21,7 +21,7 @@ from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
-from apps.core.http import content_length
+from apps.core.http import content_length, media_type
 from apps.core.middleware import log_context
 from apps.core.pagination import CursorPagination, paginated_response
 from apps.core.schema import error_responses
@@ -211,7 +211,7 @@ def submission_from_request(
             code="job_too_large",
             details={"limit_bytes": settings.JOB_MAX_BYTES},
         )
-    is_multipart = request.content_type.startswith("multipart/")
+    is_multipart = media_type(request).startswith("multipart/")
     data = request.data if hasattr(request.data, "get") else {}
     fields = {k: data.get(k) for k in ("model", "version", "alias", "top_k", "webhook_url") if data.get(k)}
     if model is not None:
@@ -247,11 +247,11 @@ def submission_from_request(
                 ]
             )
         ]
-    elif request.content_type.startswith("image/"):
+    elif media_type(request).startswith("image/"):
         body = request.data if isinstance(request.data, bytes) else b""
         if not body:
             raise InvalidInput("The request body is empty.", code="empty_job")
-        submission.sources = [iter([inputs.JobInput(data=body, content_type=request.content_type)])]
+        submission.sources = [iter([inputs.JobInput(data=body, content_type=media_type(request))])]
     elif is_multipart:
         files = [*request.FILES.getlist("inputs"), *request.FILES.getlist("image")]
         submission.sources = [inputs.uploaded_files(files)]

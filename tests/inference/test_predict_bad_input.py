@@ -10,6 +10,7 @@ from PIL import Image
 
 from apps.accounts.models import QuotaUsage
 from apps.inference.models import Prediction
+from apps.jobs.models import JobItem
 from apps.registry.models import ModelVersion
 from tests.core.test_errors import assert_error_shape
 from tests.inference.conftest import encode, photo
@@ -373,3 +374,47 @@ def test_a_config_that_does_not_fit_the_model_is_422_after_the_first_image(api, 
     assert error["details"]["expected_shape"] == [-1, 3, 8, 8]
     assert len(calls) == 1
     assert Prediction.objects.filter(status="failed", error_code="preprocessing_mismatch").count() == 3
+
+
+def test_an_idempotency_key_with_no_job_behind_it_still_gets_409_for_a_version_not_ready(api, tiny_version):
+    ModelVersion.objects.filter(pk=tiny_version.pk).update(status="archived")
+    response = api.post(URL, {}, format="json", HTTP_IDEMPOTENCY_KEY="never-used")
+    assert_failed_and_recorded(response, 409, "version_not_ready")
+
+
+def test_a_bad_form_top_k_with_two_images_leaves_a_row_per_image(api, tiny_version):
+    files = [
+        SimpleUploadedFile(f"{i}.png", encode(Image.new("RGB", (8, 8), c), "PNG"))
+        for i, c in enumerate(["red", "blue"])
+    ]
+    response = api.post(URL, {"image": files, "top_k": "0"}, format="multipart")
+    assert_error_shape(response, 400, "invalid_input")
+    rows = Prediction.objects.order_by("id")
+    assert [(r.status, r.error_code) for r in rows] == [("failed", "invalid_input")] * 2
+    assert all(r.input_sha256 and r.input_meta["size"] for r in rows)
+
+
+@pytest.mark.parametrize("body_format", ["json", "multipart"])
+def test_the_query_top_k_wins_over_a_bad_one_in_the_body(api, tiny_version, body_format):
+    if body_format == "json":
+        body = {"image": base64.b64encode(small_png()).decode(), "top_k": 0}
+    else:
+        body = {"image": [SimpleUploadedFile("x", small_png())], "top_k": "0"}
+    response = api.post(f"{URL}?top_k=2", body, format=body_format)
+    assert response.status_code == 200, response.content
+    assert len(response.json()["predictions"][0]["top_k"]) == 2
+
+
+@pytest.mark.parametrize("media", ["Image/PNG", "IMAGE/png; charset=binary"])
+def test_media_types_are_case_insensitive(api, tiny_version, media):
+    response = api.generic("POST", URL, small_png(), content_type=media)
+    assert response.status_code == 200, response.content
+    assert Prediction.objects.get().input_meta["content_type"] == "image/png"
+
+
+def test_more_json_images_than_the_old_cap_become_a_job(key_client, tiny_version, settings, monkeypatch):
+    monkeypatch.setattr("apps.jobs.services.submitting.enqueue_job", lambda job_id: None)
+    images = [base64.b64encode(small_png()).decode()] * 1001
+    response = key_client().post(URL, {"images": images}, format="json")
+    assert response.status_code == 202, response.content[:300]
+    assert JobItem.objects.count() == 1001
