@@ -121,3 +121,11 @@ def test_an_absurd_per_key_rate_is_400(api):
         URL, {"name": "k", "scopes": ["predict"], "rate_limit_per_minute": 10**20}, format="json"
     )
     assert response.status_code == 400
+
+
+def test_create_api_key_command_refuses_an_expiry_past_the_calendar(user):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="too large"):
+        call_command("create_api_key", "alice", "--name", "cli", "--expires-in-days", "1000000000")
+    assert not ApiKey.objects.filter(name="cli").exists()

@@ -70,6 +70,33 @@ def test_purge_deletes_old_rows_in_batches(user, capsys):
     assert "Deleted 5" in capsys.readouterr().out
 
 
+def test_purge_batches_are_bounded_by_id_not_listed(user):
+    """Old and new rows interleaved: only the old go, in batches whose statements do not
+    list every id (SQLite refuses more than 250,000 parameters)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    rows = make(user, 9)
+    old = [p.pk for p in rows[::2]]  # 5 old rows between 4 new ones
+    Prediction.objects.filter(pk__in=old).update(created_at=timezone.now() - dt.timedelta(days=40))
+    with CaptureQueriesContext(connection) as queries:
+        call_command("purge_predictions", "--older-than", "30", "--batch-size", "2")
+    assert sorted(Prediction.objects.values_list("pk", flat=True)) == [p.pk for p in rows[1::2]]
+    deletes = [q["sql"] for q in queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 3
+    assert not any(" IN (" in sql for sql in deletes)
+
+
+@pytest.mark.parametrize("days", ["800000", "1000000000", str(10**20)])
+def test_purge_with_more_days_than_the_calendar_is_a_clear_error(user, days):
+    from django.core.management.base import CommandError
+
+    make(user, 1)
+    with pytest.raises(CommandError, match="too large"):
+        call_command("purge_predictions", "--older-than", days)
+    assert Prediction.objects.count() == 1
+
+
 def test_purge_dry_run_deletes_nothing(user, capsys):
     old = make(user, 3)
     Prediction.objects.filter(pk__in=[p.pk for p in old]).update(

@@ -38,3 +38,10 @@ def test_purge_deletes_old_finished_jobs_and_orphaned_inputs_and_keeps_audit_row
     assert not (model_store_root / "jobs" / old).exists()
     assert any((model_store_root / "jobs" / queued).iterdir())
     assert Prediction.objects.filter(input_meta__job=old).count() == 1
+
+
+def test_more_days_than_the_calendar_holds_is_a_clear_error():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="too large"):
+        call_command("purge_jobs", "--older-than", "1000000000")

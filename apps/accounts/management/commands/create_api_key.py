@@ -1,14 +1,13 @@
 """python manage.py create_api_key USERNAME --name N [--scopes ...] [--models ...] [--expires-in-days D]"""
 
 import argparse
-import datetime as dt
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from apps.accounts.models import ApiKey
 from apps.accounts.services import api_key_create
+from apps.core.commands import days_from_now
 from apps.core.exceptions import ApplicationError
 
 
@@ -42,7 +41,7 @@ class Command(BaseCommand):
                 name=options["name"],
                 scopes=list(options["scopes"]),
                 model_names=list(options["models"]),
-                expires_at=timezone.now() + dt.timedelta(days=days) if days else None,
+                expires_at=days_from_now(days, "--expires-in-days") if days else None,
                 rate_limit_per_minute=options["rate_limit_per_minute"],
             )
         except ApplicationError as exc:

@@ -1,11 +1,10 @@
 """python manage.py purge_predictions --older-than DAYS [--batch-size N] [--dry-run]"""
 
 import argparse
-import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
+from apps.core.commands import days_from_now
 from apps.inference.models import Prediction
 
 
@@ -20,16 +19,18 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: int) -> None:
         if options["older_than"] < 1 or options["batch_size"] < 1:
             raise CommandError("--older-than and --batch-size must be at least 1.")
-        cutoff = timezone.now() - dt.timedelta(days=options["older_than"])
+        cutoff = days_from_now(-options["older_than"], "--older-than")
         old = Prediction.objects.filter(created_at__lt=cutoff)
         if options["dry_run"]:
             self.stdout.write(f"Would delete {old.count()} predictions older than {cutoff:%Y-%m-%d %H:%M}.")
             return
-        total = 0
+        total, size = 0, options["batch_size"]
         while True:
-            ids = list(old.order_by("id").values_list("id", flat=True)[: options["batch_size"]])
-            if not ids:
-                break
-            deleted, _ = Prediction.objects.filter(id__in=ids).delete()
+            # A batch is bounded by its last id rather than listed, so that no batch size runs
+            # into a database's limit on query parameters (SQLite's is 250,000).
+            edge = list(old.order_by("id").values_list("id", flat=True)[size - 1 : size])
+            deleted, _ = (old.filter(id__lte=edge[0]) if edge else old).delete()
             total += deleted
+            if not edge:  # that was the last, short batch
+                break
         self.stdout.write(f"Deleted {total} predictions older than {cutoff:%Y-%m-%d %H:%M}.")

@@ -5,8 +5,8 @@ import datetime as dt
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
+from apps.core.commands import days_from_now
 from apps.jobs.models import BatchJob
 from apps.jobs.services import job_delete
 from apps.jobs.services.submitting import _delete_files
@@ -26,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: int) -> None:
         if options["older_than"] < 1:
             raise CommandError("--older-than must be at least 1.")
-        cutoff = timezone.now() - dt.timedelta(days=options["older_than"])
+        cutoff = days_from_now(-options["older_than"], "--older-than")
         old = BatchJob.objects.filter(status__in=BatchJob.FINISHED, finished_at__lt=cutoff)
         orphans = self._orphan_folders(cutoff)
         if options["dry_run"]:
