@@ -39,6 +39,25 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
     assert "SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ORT_GRAPH_OPTIMIZATION", "everything"),
+        ("INFERENCE_CONCURRENCY", "0"),
+        ("ORT_INTRA_OP_THREADS", "-1"),
+    ],
+)
+def test_settings_that_would_fail_every_prediction_stop_the_process_at_start(name, value):
+    result = manage("check", env={**os.environ, name: value})
+    assert result.returncode != 0
+    assert name in result.stderr
+
+
+def test_the_graph_optimization_level_is_read_case_insensitively():
+    result = manage("check", env={**os.environ, "ORT_GRAPH_OPTIMIZATION": "ALL"})
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_openapi_schema_validates_without_warnings(tmp_path):
     result = manage("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
     assert result.returncode == 0, result.stdout + result.stderr

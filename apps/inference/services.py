@@ -287,6 +287,7 @@ _ORT_RUN_ERRORS = tuple(
     if hasattr(ort_errors, name)
 )
 _inference_slots: threading.BoundedSemaphore | None = None
+_inference_slots_lock = threading.Lock()
 
 
 def inference_slots() -> threading.BoundedSemaphore:
@@ -300,7 +301,9 @@ def inference_slots() -> threading.BoundedSemaphore:
     """
     global _inference_slots
     if _inference_slots is None:
-        _inference_slots = threading.BoundedSemaphore(settings.INFERENCE_CONCURRENCY)
+        with _inference_slots_lock:  # two first requests at once must share one semaphore
+            if _inference_slots is None:
+                _inference_slots = threading.BoundedSemaphore(settings.INFERENCE_CONCURRENCY)
     return _inference_slots
 
 

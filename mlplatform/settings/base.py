@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -135,11 +136,19 @@ ORT_INTRA_OP_THREADS = env.int("ORT_INTRA_OP_THREADS", default=1)
 # ONNX Runtime sessions kept per process (least recently used evicted first).
 SESSION_CACHE_MAX_MODELS = env.int("SESSION_CACHE_MAX_MODELS", default=8)
 SESSION_CACHE_MAX_BYTES = env.int("SESSION_CACHE_MAX_BYTES", default=2 * 1024**3)
-ORT_GRAPH_OPTIMIZATION = env("ORT_GRAPH_OPTIMIZATION", default="all")  # disable | basic | extended | all
+ORT_GRAPH_OPTIMIZATION = env("ORT_GRAPH_OPTIMIZATION", default="all").strip().lower()
 ORT_PROVIDERS = env.list("ORT_PROVIDERS", default=["CPUExecutionProvider"])  # CPU is always the fallback
 # Model calls running at once per process; the rest of a request (decoding, database)
 # still overlaps in other threads. See docs/decisions/0007-application-server.md.
 INFERENCE_CONCURRENCY = env.int("INFERENCE_CONCURRENCY", default=1)
+# A bad value here would fail every prediction (a 500, or a wait forever for 0 slots), so
+# the process refuses to start instead.
+if ORT_GRAPH_OPTIMIZATION not in ("disable", "basic", "extended", "all"):
+    raise ImproperlyConfigured(
+        f"ORT_GRAPH_OPTIMIZATION is {ORT_GRAPH_OPTIMIZATION!r}; use disable, basic, extended or all."
+    )
+if INFERENCE_CONCURRENCY < 1 or ORT_INTRA_OP_THREADS < 0:
+    raise ImproperlyConfigured("INFERENCE_CONCURRENCY must be at least 1; ORT_INTRA_OP_THREADS at least 0.")
 # Versions under these aliases are loaded when a web or worker process starts.
 PRELOAD_ALIASES = env.list("PRELOAD_ALIASES", default=["production"])
 # Synchronous prediction limits; larger inputs belong in batch jobs.

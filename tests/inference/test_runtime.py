@@ -143,3 +143,28 @@ def test_integer_input_models_are_warmed_up_too(tmp_path, monkeypatch):
     )
     runtime.load_model((1, "x"), path, RuntimeConfig())
     assert runs == [1]
+
+
+def test_first_concurrent_callers_share_one_inference_semaphore(monkeypatch):
+    import threading
+    import time
+
+    from apps.inference import services
+
+    made, real = [], threading.BoundedSemaphore
+
+    def slow_semaphore(value):  # widens the window between the check and the assignment
+        time.sleep(0.05)
+        made.append(real(value))
+        return made[-1]
+
+    monkeypatch.setattr(services, "_inference_slots", None)
+    monkeypatch.setattr(services.threading, "BoundedSemaphore", slow_semaphore)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(services.inference_slots())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1
+    assert all(slots is made[0] for slots in got)
