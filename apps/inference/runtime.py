@@ -6,6 +6,7 @@ when many first requests for one model arrive together, one thread loads it and
 the others wait for that load instead of loading it again.
 """
 
+import hashlib
 import logging
 import threading
 import time
@@ -103,8 +104,20 @@ def _warm_up(session: ort.InferenceSession) -> None:
         logger.debug("Warm-up run failed; continuing without it", exc_info=True)
 
 
+class ModelFileMismatch(Exception):
+    """The model file on disk is not the one recorded: its sha256 differs."""
+
+
 def load_model(key: tuple[int, str], path: Path, config: RuntimeConfig) -> LoadedModel:
+    """Load the model at `path` for `key` = (version id, sha256). A file whose sha256 is not
+    the key's (replaced or damaged on disk) is refused: every process must serve exactly the
+    recorded version. An empty sha256 skips the check (benchmarks, tools)."""
     started = time.perf_counter()
+    if key[1]:
+        with path.open("rb") as file:
+            found = hashlib.file_digest(file, "sha256").hexdigest()
+        if found != key[1]:
+            raise ModelFileMismatch(f"{path} has sha256 {found}; {key[1]} was recorded.")
     session = ort.InferenceSession(
         str(path), sess_options=config.session_options(), providers=config.available_providers()
     )

@@ -4,6 +4,7 @@ import logging
 
 from django.conf import settings
 
+from apps.core.exceptions import ApplicationError
 from apps.inference import runtime
 from apps.registry.models import ModelAlias, ModelVersion
 from apps.registry.storage import local_path
@@ -28,7 +29,17 @@ def sessions() -> runtime.SessionCache:
 
 
 def loaded_model(version: ModelVersion) -> runtime.LoadedModel:
-    return sessions().get((version.pk, version.sha256), lambda: local_path(version.artifact.name))
+    try:
+        return sessions().get((version.pk, version.sha256), lambda: local_path(version.artifact.name))
+    except runtime.ModelFileMismatch as exc:
+        logger.error("Refusing to serve %s v%s: %s", version.model.name, version.number, exc)
+        raise ApplicationError(
+            f"The stored file of version {version.number} does not match its recorded sha256; "
+            "it is not served until an operator restores it.",
+            code="model_file_mismatch",
+            status_code=500,
+            details={"version": version.number},
+        ) from exc
 
 
 def preload_targets() -> list[ModelAlias]:

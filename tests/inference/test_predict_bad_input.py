@@ -418,3 +418,14 @@ def test_more_json_images_than_the_old_cap_become_a_job(key_client, tiny_version
     response = key_client().post(URL, {"images": images}, format="json")
     assert response.status_code == 202, response.content[:300]
     assert JobItem.objects.count() == 1001
+
+
+def test_a_model_file_replaced_on_disk_is_not_served_as_the_recorded_version(api, tiny_version):
+    from apps.registry.storage import local_path
+    from tests import onnx_models
+
+    local_path(tiny_version.artifact.name).write_bytes(onnx_models.tiny_classifier(seed=7))
+    api.raise_request_exception = False
+    response = post_image(api, small_png())
+    error = assert_failed_and_recorded(response, 500, "model_file_mismatch")
+    assert error["details"] == {"version": 1}

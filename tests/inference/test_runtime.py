@@ -24,7 +24,7 @@ def test_many_first_requests_load_the_model_once(tmp_path):
 
     def request() -> None:
         barrier.wait()
-        results.append(cache.get((1, "a"), lambda: path))
+        results.append(cache.get((1, ""), lambda: path))
 
     threads = [threading.Thread(target=request) for _ in range(8)]
     for thread in threads:
@@ -38,21 +38,21 @@ def test_many_first_requests_load_the_model_once(tmp_path):
 def test_it_evicts_the_least_recently_used_beyond_the_count(tmp_path):
     cache = SessionCache(max_models=2, max_bytes=10**9, config=RuntimeConfig())
     for seed in (1, 2):
-        cache.get((seed, "x"), model_file(tmp_path, seed))
-    cache.get((1, "x"), model_file(tmp_path, 1))  # 1 becomes most recent
-    cache.get((3, "x"), model_file(tmp_path, 3))
-    assert cache.keys() == [(1, "x"), (3, "x")]
+        cache.get((seed, ""), model_file(tmp_path, seed))
+    cache.get((1, ""), model_file(tmp_path, 1))  # 1 becomes most recent
+    cache.get((3, ""), model_file(tmp_path, 3))
+    assert cache.keys() == [(1, ""), (3, "")]
 
 
 def test_it_evicts_beyond_the_byte_budget_but_keeps_one(tmp_path):
     size = model_file(tmp_path, 1).stat().st_size
     cache = SessionCache(max_models=10, max_bytes=size + 10, config=RuntimeConfig())
-    cache.get((1, "x"), model_file(tmp_path, 1))
-    cache.get((2, "x"), model_file(tmp_path, 2))
-    assert cache.keys() == [(2, "x")]
+    cache.get((1, ""), model_file(tmp_path, 1))
+    cache.get((2, ""), model_file(tmp_path, 2))
+    assert cache.keys() == [(2, "")]
     tiny = SessionCache(max_models=10, max_bytes=1, config=RuntimeConfig())
-    tiny.get((1, "x"), model_file(tmp_path, 1))
-    assert tiny.keys() == [(1, "x")]  # a model larger than the budget still serves
+    tiny.get((1, ""), model_file(tmp_path, 1))
+    assert tiny.keys() == [(1, "")]  # a model larger than the budget still serves
 
 
 def test_a_failed_load_is_not_cached_and_waiters_are_released(tmp_path):
@@ -61,9 +61,9 @@ def test_a_failed_load_is_not_cached_and_waiters_are_released(tmp_path):
     bad.write_bytes(b"junk")
     for _ in range(2):
         with pytest.raises(Exception):  # noqa: B017 (ONNX Runtime raises its own error types)
-            cache.get((9, "x"), bad)
+            cache.get((9, ""), bad)
     assert cache.keys() == []
-    assert cache.get((9, "x"), model_file(tmp_path, 1)).run({"input": np.zeros((1, 3, 8, 8), np.float32)})
+    assert cache.get((9, ""), model_file(tmp_path, 1)).run({"input": np.zeros((1, 3, 8, 8), np.float32)})
 
 
 def test_unknown_providers_fall_back_to_the_cpu():
@@ -94,7 +94,7 @@ def test_requests_that_waited_for_a_failed_load_fail_with_it(tmp_path, monkeypat
 
     def request() -> None:
         try:
-            cache.get((9, "x"), bad)
+            cache.get((9, ""), bad)
         except Exception as exc:  # ONNX Runtime raises its own error types
             errors.append(exc)
 
@@ -108,7 +108,7 @@ def test_requests_that_waited_for_a_failed_load_fail_with_it(tmp_path, monkeypat
             waiting.release()
             return super().wait(timeout)
 
-    cache._loading[(9, "x")].done = CountedEvent()  # to know when the others wait for it
+    cache._loading[(9, "")].done = CountedEvent()  # to know when the others wait for it
     others = [threading.Thread(target=request) for _ in range(7)]
     for thread in others:
         thread.start()
@@ -141,7 +141,7 @@ def test_integer_input_models_are_warmed_up_too(tmp_path, monkeypatch):
     monkeypatch.setattr(
         runtime.ort.InferenceSession, "run", lambda self, *a, **k: runs.append(1) or run(self, *a, **k)
     )
-    runtime.load_model((1, "x"), path, RuntimeConfig())
+    runtime.load_model((1, ""), path, RuntimeConfig())
     assert runs == [1]
 
 
@@ -168,3 +168,18 @@ def test_first_concurrent_callers_share_one_inference_semaphore(monkeypatch):
         thread.join()
     assert len(made) == 1
     assert all(slots is made[0] for slots in got)
+
+
+def test_a_file_that_is_not_the_recorded_one_is_refused(tmp_path):
+    import hashlib
+
+    from apps.inference.runtime import ModelFileMismatch
+
+    path = model_file(tmp_path, 1)
+    recorded = hashlib.sha256(path.read_bytes()).hexdigest()
+    cache = SessionCache(max_models=2, max_bytes=10**9, config=RuntimeConfig())
+    assert cache.get((1, recorded), path).input_names == ["input"]
+    path.write_bytes(onnx_models.tiny_classifier(seed=2))  # replaced on disk
+    with pytest.raises(ModelFileMismatch):
+        cache.get((2, recorded), path)
+    assert cache.keys() == [(1, recorded)]
