@@ -108,16 +108,15 @@ class ModelFileMismatch(Exception):
     """The model file on disk is not the one recorded: its sha256 differs."""
 
 
-def load_model(key: tuple[int, str], path: Path, config: RuntimeConfig) -> LoadedModel:
-    """Load the model at `path` for `key` = (version id, sha256). A file whose sha256 is not
-    the key's (replaced or damaged on disk) is refused: every process must serve exactly the
-    recorded version. An empty sha256 skips the check (benchmarks, tools)."""
+def load_model(key: tuple[int, str], path: Path, config: RuntimeConfig, *, sha256: str = "") -> LoadedModel:
+    """Load the model at `path`. Given `sha256`, a file with another digest (replaced or
+    damaged on disk) is refused: every process must serve exactly the recorded version."""
     started = time.perf_counter()
-    if key[1]:
+    if sha256:
         with path.open("rb") as file:
             found = hashlib.file_digest(file, "sha256").hexdigest()
-        if found != key[1]:
-            raise ModelFileMismatch(f"{path} has sha256 {found}; {key[1]} was recorded.")
+        if found != sha256:
+            raise ModelFileMismatch(f"{path} has sha256 {found}; {sha256} was recorded.")
     session = ort.InferenceSession(
         str(path), sess_options=config.session_options(), providers=config.available_providers()
     )
@@ -171,7 +170,8 @@ class SessionCache:
                 # each trying again in turn. The next request tries afresh.
                 raise loading.error
         try:
-            model = load_model(key, path() if callable(path) else path, self.config)
+            # The key is (version id, sha256): the file must be that version's.
+            model = load_model(key, path() if callable(path) else path, self.config, sha256=key[1])
             with self._lock:
                 self.loads += 1
                 self._models[key] = model
