@@ -12,13 +12,18 @@ behind the same closed-loop `wrk` clients sending the photos as raw JPEG bodies:
 - platform: the platform as deployed (bench/serving.py's set-up: production settings,
   API key, throttle, quota, the audit row).
 
-Each round measures the 2x1 physical limit, then each server (starting with a different one
-each round), so neighbours compare; the report gives medians of the rounds' ratios. Needs `wrk`.
+The limit is measured right before and right after each served run (the machine's
+speed drifts within seconds), and the run's ratio uses their mean; rounds rotate the
+servers' order, and the report gives medians over rounds. It also reads the CPU time each
+server's workers, PostgreSQL, Redis and wrk spend per request (as bench/cpu_cost.py does);
+"vs bare" is the difference from the bare app in the same round: what the extra work costs.
+Needs `wrk`.
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,7 +33,8 @@ import time
 from pathlib import Path
 from urllib.request import urlopen
 
-from serving import BIN, BODY, DEMO, ROOT, SERVERS, Platform, physical_limit, run_wrk  # bench/ is on sys.path
+from cpu_cost import cpu_by_group  # bench/ is on sys.path
+from serving import BIN, BODY, DEMO, ROOT, SERVERS, Platform, physical_limit, run_wrk
 
 BARE = ["--worker-class", "sync", "--workers", "2", "--threads", "1"]
 
@@ -54,6 +60,12 @@ def serve_bare(port: int, env: dict[str, str]) -> subprocess.Popen:
     raise RuntimeError("the bare app did not start")
 
 
+def _children_cpu() -> float:
+    """CPU seconds of finished child processes (each wrk run) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,6 +73,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--limit-seconds", type=float, default=3.0, help="seconds per limit measurement")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/ceiling.py needs wrk: apt-get install wrk")
@@ -87,19 +100,32 @@ def main() -> None:
         for name in servers:  # warm-up: connections, caches
             run_wrk(ports[name], "effnet", key, 4, 2)
         names = list(servers)
+
+        def limit() -> float:
+            return physical_limit(2, args.limit_seconds, DEMO / "model.onnx", preprocessing)["throughput"]
+
         for round_ in range(args.repeat):
-            limit = physical_limit(2, args.duration, DEMO / "model.onnx", preprocessing)["throughput"]
-            row = {"limit": {"throughput": limit}}
-            # Each round starts with a different server, so none is always nearest the limit.
+            # The limit right before and right after each served run, and their mean: the
+            # machine's speed drifts within seconds. Rounds rotate the servers' order.
+            row: dict[str, dict] = {}
             for name in names[round_ % 3 :] + names[: round_ % 3]:
+                limit_before = limit()
+                before, children = cpu_by_group(servers[name].pid), _children_cpu()
                 served = run_wrk(ports[name], "effnet", key, args.concurrency, args.duration)
+                after, wrk = cpu_by_group(servers[name].pid), _children_cpu() - children
                 if served["non2xx"] or served["errors"]:
                     raise RuntimeError(f"{name}: {served['non2xx']} non-2xx, {served['errors']} errors")
-                row[name] = {**served, "ratio": served["throughput"] / limit}
+                cpu = {group: (after[group] - before[group]) * 1000 for group in before}
+                served["cpu_ms"] = (sum(cpu.values()) + wrk * 1000) / served["requests"]
+                served["limit"] = (limit_before + limit()) / 2
+                row[name] = {**served, "ratio": served["throughput"] / served["limit"]}
             rounds.append(row)
             print(
-                f"limit {limit:.1f} img/s; "
-                + "; ".join(f"{n} {row[n]['throughput']:.1f} req/s ({row[n]['ratio']:.2f})" for n in servers),
+                "; ".join(
+                    f"{n} {row[n]['throughput']:.1f} req/s (limit {row[n]['limit']:.1f}: "
+                    f"{row[n]['ratio']:.2f}), {row[n]['cpu_ms']:.2f} ms CPU"
+                    for n in servers
+                ),
                 flush=True,
             )
         with psycopg.connect(dsn) as conn:
@@ -110,12 +136,16 @@ def main() -> None:
             process.wait()
         platform.tear_down()
     print(f"\nconcurrency {args.concurrency}, medians of {args.repeat} rounds of {args.duration:.0f} s:")
-    print(f"{'server':<14}{'req/s':>8}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}")
+    columns = ("req/s", "limit", "ratio", "p50 ms", "p99 ms", "CPU ms", "vs bare")
+    print(f"{'server':<14}" + "".join(f"{c:>9}" for c in columns))
     for name in servers:
-        keys = ("throughput", "ratio", "p50", "p99")
+        keys = ("throughput", "limit", "ratio", "p50", "p99", "cpu_ms")
         med = {k: statistics.median(r[name][k] for r in rounds) for k in keys}
-        print(f"{name:<14}{med['throughput']:8.1f}{med['ratio']:8.2f}{med['p50']:9.1f}{med['p99']:9.1f}")
-    print(f"limit (2x1)   {statistics.median(r['limit']['throughput'] for r in rounds):8.1f}")
+        extra = statistics.median(r[name]["cpu_ms"] - r["bare"]["cpu_ms"] for r in rounds)
+        print(
+            f"{name:<14}{med['throughput']:9.1f}{med['limit']:9.1f}{med['ratio']:9.2f}{med['p50']:9.1f}"
+            f"{med['p99']:9.1f}{med['cpu_ms']:9.2f}{extra:+9.2f}"
+        )
     print(f"bare + audit rows committed: {audited}")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
