@@ -316,14 +316,19 @@ def test_a_redirect_is_not_followed_and_counts_as_failed(receiver, make_job):
     assert "/elsewhere" in delivery.error
 
 
-def test_a_closed_port_is_recorded_as_failed_without_raising(settings, make_job, monkeypatch):
-    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+def closed_port_url(monkeypatch) -> str:
+    """A loopback URL nothing listens on, reached directly (no proxy from the environment)."""
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    job = make_job(f"http://127.0.0.1:{port}/hook")
+    return f"http://127.0.0.1:{port}/hook"
+
+
+def test_a_closed_port_is_recorded_as_failed_without_raising(settings, make_job, monkeypatch):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    job = make_job(closed_port_url(monkeypatch))
 
     delivery = deliver(job=job, payload=PAYLOAD, attempt=1)
 
@@ -402,12 +407,7 @@ def test_a_delivery_logs_with_the_jobs_request_id(settings, make_job, monkeypatc
     from workers.jobs import deliver_job_webhook
 
     settings.WEBHOOK_MAX_ATTEMPTS = 1  # no retry to schedule
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    job = make_job(f"http://127.0.0.1:{port}/hook")
+    job = make_job(closed_port_url(monkeypatch))
     BatchJob.objects.filter(pk=job.pk).update(request_id="submit-req-1")
 
     deliver_job_webhook(str(job.pk), 1)
