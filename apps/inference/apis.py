@@ -130,7 +130,7 @@ class PredictApi(APIView):
             # prediction of this version; services.predict records what fails after.
             if query_errors:
                 raise serializers.ValidationError(query_errors)
-            if not self._replays_a_job(request):
+            if not version.is_servable and not self._replays_a_job(request):
                 # A job made with this Idempotency-Key is answered as it is, whatever the
                 # version's state now (job_submit checks readiness after it looks for one).
                 services.check_servable(version)

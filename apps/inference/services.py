@@ -173,10 +173,17 @@ def record_refusal(
     request: PredictionRequest | None = None,
 ) -> None:
     """Record a request refused before the model ran (a body over the limit, bad parameters…):
-    one row per input when its inputs were read, else one row."""
-    _Recorder(caller=caller, version=version, alias=alias, request=request or PredictionRequest()).fail(
-        error, time.perf_counter()
-    )
+    one row per input when its inputs were read, else one row. A refused request with more
+    images than a synchronous call takes leaves one row with their count, so that one request
+    cannot write thousands of rows without spending quota."""
+    request = request or PredictionRequest()
+    images = request.images
+    if len(images) > settings.SYNC_MAX_IMAGES:
+        request = PredictionRequest()
+    recorder = _Recorder(caller=caller, version=version, alias=alias, request=request)
+    if request.images is not images:
+        recorder.metas[0] = {"kind": "images", "count": len(images), "size": sum(len(i.data) for i in images)}
+    recorder.fail(error, time.perf_counter())
 
 
 def _run(*, model: MLModel, version: ModelVersion, request: PredictionRequest, recorder: "_Recorder") -> dict:

@@ -73,3 +73,26 @@ def test_a_limited_key_cannot_replay_another_keys_job_on_a_model_it_is_not_grant
     assert response.json()["error"]["code"] == "model_not_granted"
     assert "job" not in response.json()["error"]["details"]
     assert BatchJob.objects.count() == 1
+
+
+@pytest.mark.usefixtures("tiny_version", "enqueued")
+def test_a_reused_idempotency_key_does_not_reveal_a_job_on_another_model(key_client, user):
+    from tests.factories import MLModelFactory
+    from tests.inference.conftest import ready_version
+    from tests.onnx_models import tiny_classifier
+
+    ready_version(MLModelFactory(name="other", owner=user), tiny_classifier(seed=3), labels=["a", "b", "c"])
+    png = encode(Image.new("RGB", (8, 8), "red"), "PNG")
+
+    def submit(client, model):
+        upload = SimpleUploadedFile("a.png", png, content_type="image/png")
+        body = {"model": model, "inputs": [upload]}
+        return client.post("/api/v1/jobs/", body, format="multipart", HTTP_IDEMPOTENCY_KEY="k2")
+
+    assert submit(key_client(scopes=["jobs"]), "tiny").status_code == 202
+    response = submit(key_client(scopes=["jobs"], model_names=["other"]), "other")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+    assert response.json()["error"]["details"] == {}
+    response = submit(key_client(scopes=["jobs"]), "other")  # an unlimited key is told which job
+    assert response.json()["error"]["details"]["job"] == str(BatchJob.objects.get().id)

@@ -160,16 +160,26 @@ def test_a_large_body_of_another_media_type_is_415_not_a_json_413(api, tiny_vers
 
 
 def test_a_refused_batch_leaves_one_row_per_image(key_client, tiny_version, settings):
-    settings.SYNC_MAX_IMAGES = 1
     files = [
         SimpleUploadedFile(f"{i}.png", encode(Image.new("RGB", (8, 8), c), "PNG"))
         for i, c in enumerate(["red", "blue"])
     ]
+    settings.SYNC_MAX_IMAGE_BYTES = min(f.size for f in files) - 1  # each over the sync limit
     response = key_client(scopes=["predict"]).post(URL, {"image": files}, format="multipart")
     assert response.status_code == 413
     rows = Prediction.objects.order_by("id")
     assert [(r.status, r.error_code) for r in rows] == [("failed", "payload_too_large")] * 2
     assert len({r.input_sha256 for r in rows}) == 2
+
+
+def test_a_refused_request_with_more_images_than_a_sync_call_takes_leaves_one_row(key_client, tiny_version):
+    """5,000 images refused must not write 5,000 rows (that spends no quota)."""
+    images = [base64.b64encode(small_png()).decode()] * 40  # SYNC_MAX_IMAGES is 32
+    response = key_client(scopes=["predict"]).post(URL, {"images": images}, format="json")
+    assert response.status_code == 413
+    row = Prediction.objects.get()
+    assert (row.status, row.error_code) == ("failed", "payload_too_large")
+    assert row.input_meta == {"kind": "images", "count": 40, "size": 40 * len(small_png())}
 
 
 def test_a_replayed_job_request_gets_its_job_after_the_version_stopped_serving(api, tiny_version):
@@ -429,3 +439,13 @@ def test_a_model_file_replaced_on_disk_is_not_served_as_the_recorded_version(api
     response = post_image(api, small_png())
     error = assert_failed_and_recorded(response, 500, "model_file_mismatch")
     assert error["details"] == {"version": 1}
+
+
+def test_an_idempotency_key_costs_a_ready_version_no_job_lookup(api, tiny_version):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post_image(api, small_png(), HTTP_IDEMPOTENCY_KEY="k9")
+    assert response.status_code == 200, response.content
+    assert not [q["sql"] for q in queries if "jobs_batchjob" in q["sql"]]

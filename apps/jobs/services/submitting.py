@@ -71,7 +71,7 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
         registry_selectors.model_get_visible(user=submission.user, name=submission.model, api_key=api_key)
     existing = _existing(submission)
     if existing is not None:
-        return _replay(existing, _fingerprint(submission, None, [])[1]), False
+        return _replay(existing, _fingerprint(submission, None, [])[1], api_key), False
     _, version, alias = resolve_target(
         user=submission.user,
         api_key=submission.api_key,
@@ -99,7 +99,7 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
             if winner is None:
                 raise
             _delete_files(stored)
-            return _replay(winner, fingerprint), False
+            return _replay(winner, fingerprint, api_key), False
     except BaseException:
         _delete_files(stored)
         raise
@@ -111,12 +111,14 @@ def _existing(submission: JobSubmission) -> BatchJob | None:
     return BatchJob.objects.filter(owner=submission.user, idempotency_key=submission.idempotency_key).first()
 
 
-def _replay(job: BatchJob, fingerprint: str) -> BatchJob:
+def _replay(job: BatchJob, fingerprint: str, api_key: ApiKey | None) -> BatchJob:
     if job.fingerprint != fingerprint:
+        # A key limited to other models does not learn the job's id.
+        shown = api_key is None or api_key.allows_model(job.model_name)
         raise Conflict(
             "This Idempotency-Key was used for a different job.",
             code="idempotency_key_reused",
-            details={"job": str(job.id)},
+            details={"job": str(job.id)} if shown else {},
         )
     return job
 
