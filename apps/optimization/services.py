@@ -13,20 +13,20 @@ import hashlib
 import logging
 import tarfile
 import tempfile
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.core.exceptions import ApplicationError, Conflict, InvalidInput, PayloadTooLarge, UnprocessableInput
+from apps.core.heartbeat import Heartbeat
 from apps.inference.runtime import RuntimeConfig, load_model
 from apps.optimization import evaluation, recipes
 from apps.optimization.models import EvaluationSet, OptimizationRun
@@ -168,30 +168,15 @@ def _claimable(now: dt.datetime) -> Q:
     )
 
 
-class _Lease:
-    def __init__(self, run_id: uuid.UUID, token: str) -> None:
-        self.run_id, self.token = run_id, token
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{run_id}")
-        self._thread.start()
+def _lease(run_id: uuid.UUID) -> Heartbeat:
+    """Renews the running optimization's lease while its worker works."""
 
-    def _renew(self) -> None:
-        try:
-            while not self._stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
-                try:
-                    OptimizationRun.objects.filter(
-                        pk=self.run_id, status=OptimizationRun.Status.RUNNING
-                    ).update(
-                        lease_expires_at=timezone.now() + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
-                    )
-                except Exception:  # the database blinked: try again at the next beat
-                    logger.warning("Lease renewal of optimization %s failed", self.run_id, exc_info=True)
-        finally:
-            connection.close()
+    def renew() -> None:
+        OptimizationRun.objects.filter(pk=run_id, status=OptimizationRun.Status.RUNNING).update(
+            lease_expires_at=timezone.now() + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
+        )
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=10)
+    return Heartbeat(renew, interval=settings.JOB_HEARTBEAT_SECONDS, name=f"optimization {run_id}")
 
 
 def _step(run: OptimizationRun, step: str, progress: int) -> None:
@@ -232,7 +217,7 @@ def optimization_run(*, run_id: str) -> str:
             return OptimizationRun.Status.FAILED
         return "not_claimed"
     run = OptimizationRun.objects.select_related("source_version__model", "created_by").get(pk=run_id)
-    lease = _Lease(run.pk, token)
+    lease = _lease(run.pk)
     try:
         _execute(run)
         status, code, message = OptimizationRun.Status.SUCCEEDED, "", ""

@@ -7,7 +7,6 @@ owns the version's status, its lease and the reconciler that re-enqueues owed wo
 import datetime as dt
 import logging
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core.heartbeat import Heartbeat
 from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import local_path, model_store
 from apps.registry.validation import ModelFileError, validate_model_file
@@ -79,33 +79,18 @@ def model_version_validate(*, version_id: int) -> ModelVersion | None:
     return _finish_validation(version, **outcome)
 
 
-class _LeaseHeartbeat:
+class _LeaseHeartbeat(Heartbeat):
     """Renews a validating version's lease every VALIDATION_HEARTBEAT_SECONDS while its
     worker works, so the lease can be short: a worker that dies stops renewing, and
     the reconciler re-enqueues the version once the lease has expired."""
 
     def __init__(self, version_id: int) -> None:
-        self.version_id = version_id
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{version_id}", daemon=True)
-        self._thread.start()
+        def renew() -> None:
+            ModelVersion.objects.filter(pk=version_id, status=ModelVersion.Status.VALIDATING).update(
+                validation_started_at=timezone.now()
+            )
 
-    def _run(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self._stopped.wait(settings.VALIDATION_HEARTBEAT_SECONDS):
-                ModelVersion.objects.filter(pk=self.version_id, status=ModelVersion.Status.VALIDATING).update(
-                    validation_started_at=timezone.now()
-                )
-        except Exception:  # the next renewal, or the reconciler, will sort it out
-            logger.warning("Lease renewal for version %s failed", self.version_id, exc_info=True)
-        finally:
-            connection.close()  # this thread's own connection
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=5)
+        super().__init__(renew, interval=settings.VALIDATION_HEARTBEAT_SECONDS, name=f"version {version_id}")
 
 
 def versions_to_reenqueue() -> list[int]:
