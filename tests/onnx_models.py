@@ -46,6 +46,52 @@ def with_external_data(location: str) -> bytes:
     return model.SerializeToString()
 
 
+def _external_tensor(name: str, location: str, length: int = 16) -> onnx.TensorProto:
+    tensor = onnx.TensorProto(name=name, data_type=TensorProto.UINT8, dims=[length])
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def external_data_in_function(location: str, n: int = 16) -> bytes:
+    """External data in a Constant inside a model-local function, not in the main graph."""
+    const = helper.make_node("Constant", [], ["c"], value=_external_tensor("c", location, n))
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    function = helper.make_function(
+        "local", "Leak", ["x"], ["y"], [const, add], [helper.make_opsetid("", 17)]
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Leak", ["input"], ["out"], domain="local")],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.UINT8, [n])],
+        [helper.make_tensor_value_info("out", TensorProto.UINT8, [n])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, functions=[function])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def external_data_in_sparse_constant(location: str, n: int = 16) -> bytes:
+    """External values in a Constant node's `sparse_value` attribute."""
+    indices = helper.make_tensor("i", TensorProto.INT64, [n], list(range(n)))
+    sparse = helper.make_sparse_tensor(_external_tensor("v", location, n), indices, [n])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["c"], sparse_value=sparse),
+            helper.make_node("Add", ["input", "c"], ["out"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.UINT8, [n])],
+        [helper.make_tensor_value_info("out", TensorProto.UINT8, [n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def unsupported_operator() -> bytes:
     """A well-formed model using an operator no ONNX Runtime provider implements."""
     graph = helper.make_graph(

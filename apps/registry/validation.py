@@ -57,19 +57,21 @@ class ValidationReport:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _iter_tensors(graph: onnx.GraphProto):
-    """Every TensorProto in a graph, including constants in nodes and subgraphs."""
-    yield from graph.initializer
-    yield from (sparse.values for sparse in graph.sparse_initializer)
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("g"):
-                yield from _iter_tensors(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _iter_tensors(subgraph)
+def _iter_tensors(message: Any):
+    """Every TensorProto anywhere in an ONNX message: initializers, sparse values and
+    indices, node attributes, subgraphs, model-local functions, training info. Walked by
+    the protobuf schema, so no place a tensor can sit is missed."""
+    if isinstance(message, TensorProto):
+        yield message
+        return
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        if descriptor.is_repeated:
+            for item in value:
+                yield from _iter_tensors(item)
+        else:
+            yield from _iter_tensors(value)
 
 
 def inspect_model_file(path: Path | str) -> ModelSummary:
@@ -89,8 +91,8 @@ def inspect_model_file(path: Path | str) -> ModelSummary:
         raise ModelFileError(
             "not_onnx", "The file is not an ONNX model: no IR version, opset or graph nodes."
         )
-    for tensor in _iter_tensors(model.graph):
-        if tensor.data_location == TensorProto.EXTERNAL:
+    for tensor in _iter_tensors(model):
+        if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
             location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
             raise ModelFileError(
                 "external_data_not_allowed",

@@ -131,8 +131,17 @@ def test_it_rejects_bytes_that_are_not_onnx(upload, model, model_store_root, con
 
 
 @pytest.mark.parametrize("location", ["/etc/passwd", "../x", "weights.bin"])
-def test_it_rejects_external_data(upload, model, model_store_root, location):
-    response = upload(onnx_models.with_external_data(location))
+@pytest.mark.parametrize(
+    "build",
+    [
+        onnx_models.with_external_data,
+        onnx_models.external_data_in_function,
+        onnx_models.external_data_in_sparse_constant,
+    ],
+    ids=["initializer", "local-function", "sparse-constant"],
+)
+def test_it_rejects_external_data(upload, model, model_store_root, location, build):
+    response = upload(build(location))
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "external_data_not_allowed"
