@@ -18,6 +18,8 @@ def check_rates() -> None:
     from apps.accounts.ratelimit import parse_rate
 
     for name, value in [*settings.THROTTLE_RATES.items(), ("AUTH_FAILURE_RATE", settings.AUTH_FAILURE_RATE)]:
+        if not value and name != "AUTH_FAILURE_RATE":  # a blank default turns that limit off
+            continue
         try:
             parse_rate(value)
         except ValueError as exc:

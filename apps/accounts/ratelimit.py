@@ -46,6 +46,8 @@ def parse_rate(text: str) -> Rate:
     if not match or match.group(3) not in _UNITS:
         raise ValueError(f"Not a rate: {text!r} (expected e.g. '600/min').")
     limit, multiple, unit = int(match.group(1)), int(match.group(2) or 1), match.group(3)
+    if multiple == 0:
+        raise ValueError(f"Not a rate: {text!r} (a period of zero length).")
     return Rate(limit=limit, period=multiple * _UNITS[unit])
 
 

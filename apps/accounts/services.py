@@ -223,7 +223,8 @@ def rate_for(user: User, scope: str) -> Rate | None:
         return parse_rate(text)
     except ValueError:  # a bad override slipped past validation: fall back to the default
         logger.error("Invalid %s rate %r for user %s; using the default", scope, text, user.pk)
-        return parse_rate(settings.THROTTLE_RATES[scope])
+        default = settings.THROTTLE_RATES[scope]
+        return parse_rate(default) if default else None
 
 
 # --- Monthly prediction quota -------------------------------------------------------------------

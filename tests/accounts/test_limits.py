@@ -26,6 +26,30 @@ def test_a_bad_rate_setting_stops_the_process_at_start(settings):
         check_rates()
 
 
+def test_a_blank_default_rate_turns_that_limit_off(user, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "jobs": ""}
+    check_rates()  # starts
+    assert rate_for(user, "jobs") is None
+    UserLimits.objects.create(user=user, jobs_rate="lots")  # a bad override, stored anyway
+    limits_invalidate(user.pk)
+    assert rate_for(user, "jobs") is None  # falls back to the blank default: no limit
+
+
+def test_a_blank_auth_failure_rate_stops_the_process_at_start(settings):
+    settings.AUTH_FAILURE_RATE = ""
+    with pytest.raises(ImproperlyConfigured, match="AUTH_FAILURE_RATE"):
+        check_rates()
+
+
+@pytest.mark.parametrize("rate", ["5/0s", "1/0min"])
+def test_a_rate_over_a_zero_length_period_is_refused(user, settings, rate):
+    with pytest.raises(ValidationError):
+        UserLimits(user=user, predict_rate=rate).full_clean()
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "predict": rate}
+    with pytest.raises(ImproperlyConfigured, match="predict"):
+        check_rates()
+
+
 def test_no_quota_setting_means_unlimited_and_zero_means_none(user, settings):
     settings.MONTHLY_PREDICTION_QUOTA = None
     quota_consume(user=user, amount=10_000)
