@@ -56,8 +56,12 @@ def read_items(path: Path, kind: str) -> Iterator[EvalItem]:
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"Line {number} is not JSON.", code="invalid_evaluation_set") from exc
+            except ValueError as exc:  # not JSON, or not UTF-8 (an image sent on its own, say)
+                raise InvalidInput(
+                    f"Line {number} is not JSON. An evaluation set is a zip or tar archive of "
+                    "labelled images, or JSON lines.",
+                    code="invalid_evaluation_set",
+                ) from exc
             if not isinstance(record, dict) or ("inputs" in record) == ("image" in record):
                 raise InvalidInput(
                     f"Line {number} needs exactly one of 'inputs' or 'image', and a 'label'.",

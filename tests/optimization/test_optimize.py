@@ -189,6 +189,8 @@ def test_a_corrupt_or_empty_evaluation_set_is_400(api, tiny_version):
     assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_archive")
     response = upload_set(api, b"not json\n", filename="x.jsonl")
     assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_evaluation_set")
+    response = upload_set(api, photos()[0], filename="photo.jpg")  # not UTF-8
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_evaluation_set")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("a/readme.txt", b"no images here")

@@ -116,3 +116,19 @@ def test_aliases_of_a_private_model_are_invisible_to_others(client_for, other_us
     assert client.get(URL).status_code == 404
     assert client.put(f"{URL}production/", {"version": 1}, format="json").status_code == 404
     assert client.get("/api/v1/models/m/alias-history/").status_code == 404
+
+
+def test_an_alias_name_longer_than_the_column_is_400(api, model, v1):
+    response = api.put(f"{URL}{'a' * 65}/", {"version": 1}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_input"
+    assert not ModelAlias.objects.exists()
+    assert api.put(f"{URL}{'a' * 64}/", {"version": 1}, format="json").status_code == 200
+
+
+def test_force_does_not_put_an_alias_on_a_gated_version_archived_since(client_for, staff_user, model):
+    ModelVersionFactory(model=model, number=1, status="archived", failure_code="accuracy_gate")
+    response = client_for(staff_user).put(f"{URL}prod/", {"version": 1, "force": True}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "version_not_ready"
+    assert not ModelAlias.objects.exists()

@@ -95,6 +95,24 @@ def test_deleting_a_model_removes_its_versions_and_files(
     assert not path.exists()
 
 
+def test_deleting_a_model_removes_its_evaluation_sets_files(
+    api, user, model_store_root, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.conftest import stored_files
+
+    MLModelFactory(name="m", owner=user, task="tensor")
+    line = b'{"inputs": {"input": [[0.0]]}, "label": null}\n'
+    upload = SimpleUploadedFile("s.jsonl", line)
+    response = api.post(f"{URL}m/evaluation-sets/", {"name": "s", "file": upload}, format="multipart")
+    assert response.status_code == 201, response.content
+    assert stored_files(model_store_root) != []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(f"{URL}m/").status_code == 204
+    assert stored_files(model_store_root) == []
+
+
 def test_unauthenticated_requests_get_401(anon):
     response = anon.get(URL)
     assert response.status_code == 401

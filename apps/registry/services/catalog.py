@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
 from apps.accounts.models import User
-from apps.core.exceptions import Conflict, NotFound, PayloadTooLarge, UnprocessableInput
+from apps.core.exceptions import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnprocessableInput
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 from apps.registry.preprocessing import parse_labels, parse_preprocessing
 from apps.registry.storage import model_store
@@ -60,11 +60,13 @@ def model_update(*, model: MLModel, data: dict[str, Any]) -> MLModel:
 
 
 def model_delete(*, model: MLModel) -> None:
-    """Delete a model with its versions, aliases and history; files go after the commit."""
+    """Delete a model with its versions, aliases, history and evaluation sets; files go after
+    the commit."""
     with transaction.atomic():
         # The lock keeps concurrent uploads and alias moves out until the delete commits.
         MLModel.objects.select_for_update().get(pk=model.pk)
         names = list(model.versions.values_list("artifact", flat=True))
+        names += model.evaluation_sets.values_list("file", flat=True)  # cascade with the model
         ModelAlias.objects.filter(model=model).delete()  # aliases protect their versions
         model.delete()
         transaction.on_commit(lambda: _delete_files(names))
@@ -242,6 +244,9 @@ def model_version_archive(*, version: ModelVersion) -> ModelVersion:
 # --- Aliases ---------------------------------------------------------------------------------
 
 
+ALIAS_NAME_MAX_LENGTH = ModelAlias._meta.get_field("name").max_length
+
+
 @transaction.atomic
 def alias_set(
     *, model: MLModel, name: str, version: ModelVersion, user: User | None, force: bool = False
@@ -249,9 +254,15 @@ def alias_set(
     """Point alias `name` at a ready version, creating or moving it, and log the change.
 
     `force` (admins only) also allows a version refused only by its accuracy gate."""
+    if len(name) > ALIAS_NAME_MAX_LENGTH:
+        raise InvalidInput(
+            f"An alias name is at most {ALIAS_NAME_MAX_LENGTH} characters.",
+            details={"alias": [f"At most {ALIAS_NAME_MAX_LENGTH} characters."]},
+        )
     MLModel.objects.select_for_update().get(pk=model.pk)  # serialise alias changes per model
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-    if force and version.failure_code == "accuracy_gate":
+    # Forced only onto a version refused by its gate alone, not one archived since.
+    if force and version.status == ModelVersion.Status.FAILED and version.failure_code == "accuracy_gate":
         if user is None or not user.is_staff:
             raise PermissionDenied("Only an admin may force an alias onto a version that failed its gate.")
     elif version.status != ModelVersion.Status.READY:
