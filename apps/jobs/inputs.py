@@ -10,9 +10,11 @@ or a link refuses the whole archive, to say clearly that it is unsafe.
 import base64
 import binascii
 import json
+import lzma
 import posixpath
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -145,7 +147,16 @@ def _zip_inputs(upload: Any) -> Iterator[JobInput]:
             try:
                 with archive.open(info) as member:
                     data = read_capped(member, info.filename)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,  # an encrypted member
+                zlib.error,
+                lzma.LZMAError,
+            ) as exc:
                 raise InvalidInput(
                     f"The zip archive is corrupt at '{info.filename[:200]}'.", code="invalid_archive"
                 ) from exc
@@ -176,8 +187,24 @@ def _tar_inputs(archive: tarfile.TarFile) -> Iterator[JobInput]:
             if stream is None:
                 continue
             yield JobInput(data=read_capped(stream, member.name), filename=clean_name(member.name))
-    except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        _check_tar_end(archive)
+    except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError) as exc:
         raise InvalidInput("The tar archive is corrupt.", code="invalid_archive") from exc
+
+
+def _check_tar_end(archive: tarfile.TarFile) -> None:
+    """tarfile takes a damaged header, or a tar cut off between members, for the end of the
+    archive, and never reads a compressed stream to its checksum: a damaged archive would
+    lose members silently. A real end is a block of zeros, and the stream reads to its end."""
+    archive.fileobj.seek(archive.offset)
+    end = archive.fileobj.read(tarfile.BLOCKSIZE)
+    if len(end) < tarfile.BLOCKSIZE or end.strip(b"\0"):
+        raise InvalidInput("The tar archive is truncated or corrupt.", code="invalid_archive")
+    left = settings.JOB_MAX_BYTES  # the padding after the end, read (and checksummed) in chunks
+    while chunk := archive.fileobj.read(1 << 20):
+        left -= len(chunk)
+        if left < 0:
+            raise PayloadTooLarge("The archive is too large.", code="job_too_large")
 
 
 def clean_name(name: str) -> str:

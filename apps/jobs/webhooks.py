@@ -99,7 +99,11 @@ def _parse_url(url: str) -> SplitResult:
     # urlsplit silently drops tabs and newlines; a URL with any of them is refused instead.
     if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
         _refuse(url, "it contains whitespace or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 -- raises ValueError for a malformed [IPv6] host
+    except ValueError:
+        _refuse(url, "its host is malformed")
     if parts.scheme.lower() not in ("http", "https"):
         _refuse(url, "only http and https URLs are allowed")
     if "@" in parts.netloc:

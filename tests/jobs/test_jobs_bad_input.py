@@ -1,6 +1,7 @@
 """Every bad job submission gets a clear 4xx in the one error shape, and leaves nothing behind."""
 
 import io
+import os
 import zipfile
 
 import pytest
@@ -109,6 +110,64 @@ def test_a_corrupt_or_unknown_archive_is_400(api, tiny_version):
     assert_error(post_archive(api, b"just some bytes", "x.tar"), 400, "invalid_archive")
 
 
+def _damaged(data: bytes, at: float, length: int = 30) -> bytes:
+    damaged = bytearray(data)
+    start = int(len(damaged) * at)
+    for i in range(start, min(start + length, len(damaged))):
+        damaged[i] ^= 0xFF
+    return bytes(damaged)
+
+
+def _zip(compression: int, encrypted: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr("a.jpg", bytes(range(256)) * 400)
+    data = bytearray(buffer.getvalue())
+    if encrypted:  # the "encrypted" flag in the local and the central header
+        data[6] |= 1
+        data[data.rfind(b"PK\x01\x02") + 8] |= 1
+        return bytes(data)
+    return _damaged(bytes(data), 0.2, 40)  # inside the member's compressed data
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        pytest.param(_zip(zipfile.ZIP_DEFLATED), "a.zip", id="zip-damaged-deflate"),
+        pytest.param(_zip(zipfile.ZIP_LZMA), "a.zip", id="zip-damaged-lzma"),
+        pytest.param(_zip(zipfile.ZIP_STORED, encrypted=True), "a.zip", id="zip-encrypted"),
+        pytest.param(
+            _damaged(make_tar({"a.jpg": bytes(range(256)) * 4000}, "w:xz"), 0.5), "a.txz", id="txz-damaged"
+        ),
+        pytest.param(
+            _damaged(make_tar({"a.jpg": os.urandom(200_000)}, "w:gz"), 0.5), "a.tgz", id="tgz-damaged"
+        ),
+        pytest.param(
+            make_tar({"a.jpg": b"x" * 5000, "b.jpg": b"y" * 5000}, "w:gz")[:-20], "a.tgz", id="tgz-cut"
+        ),
+        pytest.param(
+            make_tar({"a.jpg": b"x" * 5000, "b.jpg": b"y" * 5000}, "w:bz2")[:-20], "a.tbz", id="tbz-cut"
+        ),
+        pytest.param(
+            make_tar({"a.jpg": b"x" * 5000, "b.jpg": b"y" * 5000}, "w")[:5632], "a.tar", id="tar-cut"
+        ),
+    ],
+)
+def test_a_damaged_or_truncated_archive_is_400_with_nothing_kept(
+    api, tiny_version, model_store_root, data, name
+):
+    """Never a 500, and never a job that silently lost members."""
+    api.raise_request_exception = False
+    assert_error(post_archive(api, data, name), 400, "invalid_archive")
+    assert_nothing_kept(model_store_root)
+
+
+def test_a_tar_whose_later_header_is_damaged_is_400(api, tiny_version):
+    raw = bytearray(make_tar({"a.jpg": b"x" * 512, "b.jpg": b"y" * 512}, "w"))
+    raw[1024 + 148] ^= 0xFF  # the second header's checksum field
+    assert_error(post_archive(api, bytes(raw), "a.tar"), 400, "invalid_archive")
+
+
 def test_an_unknown_model_version_or_alias_is_404(api, tiny_version):
     images = ["aGVsbG8="]
     assert_error(api.post(URL, {"model": "nope", "images": images}, format="json"), 404, "model_not_found")
@@ -143,6 +202,9 @@ def test_bad_fields_are_400(api, tiny_version):
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
         "ftp://example.com/hook",
+        "http://[::1",  # malformed bracketed hosts: urlsplit raises
+        "http://[zz]/hook",
+        "http://[127.0.0.1]/hook",
     ],
 )
 def test_a_webhook_aimed_at_an_internal_address_is_refused(api, tiny_version, settings, url):
