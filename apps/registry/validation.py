@@ -4,6 +4,7 @@ No ORM imports here: this module takes a file path and returns plain data, so
 web processes, workers and the command line share it unchanged.
 """
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -134,12 +135,12 @@ def _describe(arg: ort.NodeArg) -> dict[str, Any]:
     }
 
 
-def _make_input(arg: ort.NodeArg, batch: int, spatial_hint: int | None, rng: np.random.Generator):
-    dtype = _ORT_DTYPES.get(arg.type)
-    if dtype is None:
-        raise ModelFileError(
-            "unsupported_input_type", f"Input '{arg.name}' has type {arg.type}, which is not supported."
-        )
+# The largest test input validation builds (64 Mi values: 256 MiB as float32). A declared
+# shape, or a preprocessing size, past it would take the worker's memory, not test a model.
+MAX_TEST_INPUT_VALUES = 1 << 26
+
+
+def _test_shape(arg: ort.NodeArg, batch: int, spatial_hint: int | None) -> list[int]:
     dims = arg.shape if isinstance(arg.shape, list) else []
     shape = []
     for position, dim in enumerate(dims):
@@ -151,8 +152,29 @@ def _make_input(arg: ort.NodeArg, batch: int, spatial_hint: int | None, rng: np.
             # A dynamic non-batch dim: use the image size the preprocessing produces
             # for spatial dims of a 4-D input, 1 otherwise.
             shape.append(spatial_hint if spatial_hint and len(dims) == 4 and position >= 1 else 1)
-    if np.issubdtype(dtype, np.floating):
-        return rng.standard_normal(shape).astype(dtype)
+    return shape
+
+
+def _fits(args: list[ort.NodeArg], batch: int, spatial_hint: int | None) -> bool:
+    return all(math.prod(_test_shape(a, batch, spatial_hint)) <= MAX_TEST_INPUT_VALUES for a in args)
+
+
+def _make_input(arg: ort.NodeArg, batch: int, spatial_hint: int | None, rng: np.random.Generator):
+    dtype = _ORT_DTYPES.get(arg.type)
+    if dtype is None:
+        raise ModelFileError(
+            "unsupported_input_type", f"Input '{arg.name}' has type {arg.type}, which is not supported."
+        )
+    shape = _test_shape(arg, batch, spatial_hint)
+    if math.prod(shape) > MAX_TEST_INPUT_VALUES:
+        raise ModelFileError(
+            "input_too_large",
+            f"Input '{arg.name}' would need {math.prod(shape)} values (shape {shape}) for one test "
+            f"inference; at most {MAX_TEST_INPUT_VALUES} are tested. Check the declared shape or the "
+            "preprocessing's resize and crop.",
+        )
+    if np.issubdtype(dtype, np.floating):  # float32 values, never a float64 array in between
+        return rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
     return np.zeros(shape, dtype=dtype)
 
 
@@ -230,7 +252,8 @@ def validate_model_file(
         "opsets": summary.opsets,
         "producer": summary.producer,
     }
-    if signature["dynamic_batch"] and throughput_batch > 1:
+    # The batch run only when its inputs stay within the test limit (batch 1 alone otherwise).
+    if signature["dynamic_batch"] and throughput_batch > 1 and _fits(inputs, throughput_batch, spatial_hint):
         batch_feed = {a.name: _make_input(a, throughput_batch, spatial_hint, rng) for a in inputs}
         try:
             session.run(None, batch_feed)

@@ -93,3 +93,40 @@ def test_a_label_count_that_does_not_match_fails(tmp_path):
     with pytest.raises(ModelFileError) as error:
         validate_model_file(write(tmp_path, onnx_models.tiny_classifier(classes=3)), label_count=5)
     assert error.value.code == "labels_mismatch"
+
+
+def _any_size_image_model(tmp_path):
+    """An image model whose height and width are left open: [N, 3, H, W] -> global max."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalMaxPool", ["input"], ["output"])],
+        "any_size",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 1, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "any.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_test_input_past_the_limit_fails_validation_with_a_reason(tmp_path):
+    """crop 8192 on an any-size model: 201 M values for one test input (804 MB as float32,
+    and 12 GiB at batch 8 before), refused instead of taking the worker's memory."""
+    with pytest.raises(ModelFileError) as error:
+        validate_model_file(_any_size_image_model(tmp_path), latency_runs=1, spatial_hint=8192)
+    assert error.value.code == "input_too_large"
+
+
+def test_the_batch_run_is_skipped_when_only_batch_one_fits(tmp_path):
+    report = validate_model_file(
+        _any_size_image_model(tmp_path), latency_runs=1, throughput_runs=1, spatial_hint=3000
+    )
+    assert report.metrics["latency_ms"]["batch"] == 1
+    assert "throughput_per_s" not in report.metrics
+    report = validate_model_file(
+        _any_size_image_model(tmp_path), latency_runs=1, throughput_runs=1, spatial_hint=64
+    )
+    assert report.metrics["throughput_per_s"]["batch"] == 8
