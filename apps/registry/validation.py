@@ -58,6 +58,32 @@ class ValidationReport:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def _types_holding_tensors() -> frozenset[str]:
+    """The ONNX message types that can hold a TensorProto, however deep (a fixed point over
+    the schema): initializers, nodes, attributes, graphs, functions, sparse tensors,
+    training info. Not types and value infos, which can be most of a large model's bytes."""
+    seen, queue = {}, [onnx.ModelProto.DESCRIPTOR]
+    while queue:
+        descriptor = queue.pop()
+        if descriptor.full_name not in seen:
+            seen[descriptor.full_name] = descriptor
+            queue += [f.message_type for f in descriptor.fields if f.message_type is not None]
+    holding = {TensorProto.DESCRIPTOR.full_name}
+    changed = True
+    while changed:
+        changed = False
+        for name, descriptor in seen.items():
+            if name not in holding and any(
+                f.message_type is not None and f.message_type.full_name in holding for f in descriptor.fields
+            ):
+                holding.add(name)
+                changed = True
+    return frozenset(holding)
+
+
+_HOLDING_TENSORS = _types_holding_tensors()
+
+
 def _iter_tensors(message: Any):
     """Every TensorProto anywhere in an ONNX message: initializers, sparse values and
     indices, node attributes, subgraphs, model-local functions, training info. Walked by
@@ -66,7 +92,7 @@ def _iter_tensors(message: Any):
         yield message
         return
     for descriptor, value in message.ListFields():
-        if descriptor.message_type is None:
+        if descriptor.message_type is None or descriptor.message_type.full_name not in _HOLDING_TENSORS:
             continue
         if descriptor.is_repeated:
             for item in value:
@@ -93,7 +119,7 @@ def inspect_model_file(path: Path | str) -> ModelSummary:
             "not_onnx", "The file is not an ONNX model: no IR version, opset or graph nodes."
         )
     for tensor in _iter_tensors(model):
-        if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
+        if tensor.data_location == TensorProto.EXTERNAL:
             location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
             raise ModelFileError(
                 "external_data_not_allowed",
