@@ -130,3 +130,13 @@ def test_the_batch_run_is_skipped_when_only_batch_one_fits(tmp_path):
         _any_size_image_model(tmp_path), latency_runs=1, throughput_runs=1, spatial_hint=64
     )
     assert report.metrics["throughput_per_s"]["batch"] == 8
+
+
+def test_a_leftover_external_data_entry_on_inline_data_is_not_refused(tmp_path):
+    """ONNX Runtime reads such a tensor from its inline data; only EXTERNAL data is refused."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_models.tiny_classifier())
+    entry = model.graph.initializer[0].external_data.add()
+    entry.key, entry.value = "location", "weights.bin"
+    inspect_model_file(write(tmp_path, model.SerializeToString()))  # does not raise
