@@ -252,7 +252,8 @@ class PredictApi(APIView):
         body_k = None
         if hasattr(fields, "items") and "top_k" in fields:  # checked by the caller, after the inputs
             body_k = None if top_k else fields["top_k"]
-            fields = {name: value for name, value in fields.items() if name != "top_k"}
+            fields = fields.copy()
+            del fields["top_k"]
         body = self.PredictJsonInputSerializer(data=fields)
         body.is_valid(raise_exception=True)
         data = body.validated_data
