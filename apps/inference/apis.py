@@ -20,7 +20,7 @@ from apps.core.schema import error_responses
 from apps.inference import selectors, services
 from apps.inference.models import Prediction
 from apps.jobs.apis import JobOutputSerializer, job_accepted, submission_from_request
-from apps.jobs.models import BatchJob
+from apps.jobs.selectors import jobs_with_idempotency_key
 from apps.jobs.services import JobSubmission, job_submit
 
 
@@ -271,7 +271,7 @@ class PredictApi(APIView):
     @staticmethod
     def _replays_a_job(request: Request) -> bool:
         key = request.headers.get("Idempotency-Key", "").strip()
-        return bool(key) and BatchJob.objects.filter(owner=request.user, idempotency_key=key).exists()
+        return bool(key) and jobs_with_idempotency_key(user=request.user, key=key).exists()
 
     @staticmethod
     def _k(value: object) -> int:

@@ -178,10 +178,11 @@ def record_refusal(
     cannot write thousands of rows without spending quota."""
     request = request or PredictionRequest()
     images = request.images
-    if len(images) > settings.SYNC_MAX_IMAGES:
-        request = PredictionRequest()
-    recorder = _Recorder(caller=caller, version=version, alias=alias, request=request)
-    if request.images is not images:
+    summarized = len(images) > settings.SYNC_MAX_IMAGES
+    recorder = _Recorder(
+        caller=caller, version=version, alias=alias, request=PredictionRequest() if summarized else request
+    )
+    if summarized:
         recorder.metas[0] = {"kind": "images", "count": len(images), "size": sum(len(i.data) for i in images)}
     recorder.fail(error, time.perf_counter())
 

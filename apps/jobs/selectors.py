@@ -18,6 +18,11 @@ def _visible(user: User, api_key: ApiKey | None) -> QuerySet[BatchJob]:
     return jobs
 
 
+def jobs_with_idempotency_key(*, user: User, key: str) -> QuerySet[BatchJob]:
+    """The user's job made with this Idempotency-Key (one at most: the pair is unique)."""
+    return BatchJob.objects.filter(owner=user, idempotency_key=key)
+
+
 def job_list(*, user: User, filters: dict[str, Any], api_key: ApiKey | None = None) -> QuerySet[BatchJob]:
     """The jobs the caller may see, newest first, filtered."""
     jobs = _visible(user, api_key)

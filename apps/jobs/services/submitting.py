@@ -29,6 +29,7 @@ from apps.inference.services import resolve_target
 from apps.jobs import webhooks
 from apps.jobs.inputs import Budget, JobInput, chain_limited
 from apps.jobs.models import BatchJob, JobItem
+from apps.jobs.selectors import jobs_with_idempotency_key
 from apps.registry import selectors as registry_selectors
 from apps.registry.models import ModelVersion
 from apps.registry.storage import model_store
@@ -108,7 +109,7 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
 def _existing(submission: JobSubmission) -> BatchJob | None:
     if not submission.idempotency_key:
         return None
-    return BatchJob.objects.filter(owner=submission.user, idempotency_key=submission.idempotency_key).first()
+    return jobs_with_idempotency_key(user=submission.user, key=submission.idempotency_key).first()
 
 
 def _replay(job: BatchJob, fingerprint: str, api_key: ApiKey | None) -> BatchJob:
