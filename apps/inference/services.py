@@ -31,7 +31,7 @@ from apps.core.exceptions import (
 )
 from apps.core.localcache import LocalTTLCache
 from apps.core.text import client_text
-from apps.inference import postprocessing, preprocessing, runtime
+from apps.inference import postprocessing, preprocessing, runtime, tensors
 from apps.inference.audit import insert_predictions, insert_predictions_spending_quota
 from apps.inference.models import Prediction
 from apps.inference.sessions import loaded_model
@@ -195,7 +195,7 @@ def _run(*, model: MLModel, version: ModelVersion, request: PredictionRequest, r
         if request.inputs is None:
             raise InvalidInput("Send an image, images, or named tensor inputs.", code="no_input")
         recorder.describe_tensors(request.inputs)
-        feeds = preprocessing.parse_tensor_inputs(
+        feeds = tensors.parse_tensor_inputs(
             request.inputs,
             version.signature.get("inputs", []),
             non_finite=version.preprocessing.get("non_finite", "reject"),
@@ -282,7 +282,7 @@ def _image_feeds(
 
 def _check_fits(spec: dict[str, Any], batch: np.ndarray) -> None:
     try:
-        preprocessing.check_shape(spec["name"], batch, spec["shape"])
+        tensors.check_shape(spec["name"], batch, spec["shape"])
     except UnprocessableInput as exc:
         exc.message = f"{exc.message} The version's preprocessing does not fit its model input."
         exc.code = "preprocessing_mismatch"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from apps.core.exceptions import InvalidInput, UnprocessableInput
-from apps.inference import preprocessing
+from apps.inference import preprocessing, tensors
 from apps.inference.runtime import LoadedModel, RuntimeConfig, load_model
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
@@ -106,9 +106,7 @@ def feeds(item: EvalItem, config: dict[str, Any], signature: dict[str, Any]) -> 
         decoded = preprocessing.decode_image(item.image, max_pixels=MAX_PIXELS)
         array = preprocessing.image_to_array(decoded.image, config, max_pixels=MAX_PIXELS)
         return {specs[0]["name"]: array[None]}
-    return preprocessing.parse_tensor_inputs(
-        item.inputs, specs, non_finite=config.get("non_finite", "reject")
-    )
+    return tensors.parse_tensor_inputs(item.inputs, specs, non_finite=config.get("non_finite", "reject"))
 
 
 def scores(model: LoadedModel, outputs: dict[str, np.ndarray], classes: int) -> np.ndarray:

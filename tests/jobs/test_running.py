@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.inference.models import Prediction
 from apps.jobs.models import BatchJob, JobItem
-from apps.jobs.services import job_run, reconcile_jobs
+from apps.jobs.services import job_run, lifecycle, reconcile_jobs
 from apps.jobs.services import running as running_module
 from tests.jobs.conftest import photo
 
@@ -37,7 +37,7 @@ def assert_exactly_one_result_per_item(job_id: str, total: int) -> None:
 
 def test_a_job_claimed_by_one_worker_is_not_run_by_another(api, tiny_version):
     job_id = submit(api, 2)
-    assert running_module._claim(job_id, "w1") is not None
+    assert lifecycle.job_claim(job_id, "w1") is not None
     assert job_run(job_id=job_id, worker="w2") == "not_claimed"
     assert BatchJob.objects.get(pk=job_id).worker == "w1"
 
@@ -81,7 +81,7 @@ def test_a_worker_that_lost_its_lease_writes_nothing(api, tiny_version):
     def taken_over(job, version, loaded, items):
         # While this worker computes, its lease expires and another worker takes the job.
         BatchJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
-        assert running_module._claim(str(job.pk), "w2") is not None
+        assert lifecycle.job_claim(str(job.pk), "w2") is not None
         return original(job, version, loaded, items)
 
     running_module._compute = taken_over
@@ -165,8 +165,8 @@ def test_the_reconciler_enqueues_jobs_queued_too_long_and_running_under_an_expir
     alive = submit(api, 1)
     past = timezone.now() - dt.timedelta(seconds=settings.JOB_QUEUED_GRACE_SECONDS + 5)
     BatchJob.objects.filter(pk__in=[stale, dead, alive]).update(enqueued_at=past)
-    running_module._claim(dead, "w-dead")
-    running_module._claim(alive, "w-alive")
+    lifecycle.job_claim(dead, "w-dead")
+    lifecycle.job_claim(alive, "w-alive")
     BatchJob.objects.filter(pk=dead).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
 
     report = reconcile_jobs()
@@ -179,7 +179,7 @@ def test_the_reconciler_enqueues_jobs_queued_too_long_and_running_under_an_expir
 
 def test_a_cancel_asked_of_a_job_whose_worker_died_is_settled_by_the_reconciler(api, tiny_version):
     job_id = submit(api, 2)
-    running_module._claim(job_id, "w-dead")
+    lifecycle.job_claim(job_id, "w-dead")
     api.post(f"{URL}{job_id}/cancel/")
     BatchJob.objects.filter(pk=job_id).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
     BatchJob.objects.filter(pk=job_id).update(enqueued_at=timezone.now() - dt.timedelta(minutes=5))
@@ -294,9 +294,7 @@ def test_retrying_a_job_gives_failed_items_a_new_result_and_keeps_the_old_audit_
 
 def test_the_reconciler_sends_a_webhook_whose_message_was_lost(api, tiny_version, settings, monkeypatch):
     sent = []
-    monkeypatch.setattr(
-        running_module, "_enqueue_webhook", lambda job_id, attempt=1: sent.append(str(job_id))
-    )
+    monkeypatch.setattr(lifecycle, "enqueue_webhook", lambda job_id, attempt=1: sent.append(str(job_id)))
     body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "http://127.0.0.1:9/hook"}
     job_id = api.post(URL, body, format="json").json()["id"]
     job_run(job_id=job_id)  # its on-commit enqueue of the webhook never runs here: as if lost
@@ -325,7 +323,7 @@ def test_the_reconciler_resends_a_webhook_retry_whose_message_was_lost(
 
     sent = []
     monkeypatch.setattr(
-        running_module, "_enqueue_webhook", lambda job_id, attempt=1: sent.append((str(job_id), attempt))
+        lifecycle, "enqueue_webhook", lambda job_id, attempt=1: sent.append((str(job_id), attempt))
     )
     body = {"model": "tiny", "images": ["aGVsbG8="], "webhook_url": "http://127.0.0.1:9/hook"}
     job_id = api.post(URL, body, format="json").json()["id"]

@@ -30,9 +30,9 @@ def job_cancel(*, job: BatchJob) -> BatchJob:
             fields += ["status", "finished_at"]
             transaction.on_commit(lambda: metrics.JOBS.labels(BatchJob.Status.CANCELLED).inc())
             if locked.webhook_url:
-                from apps.jobs.services.running import _enqueue_webhook
+                from apps.jobs.services.lifecycle import enqueue_webhook
 
-                transaction.on_commit(lambda: _enqueue_webhook(locked.pk))
+                transaction.on_commit(lambda: enqueue_webhook(locked.pk))
         locked.save(update_fields=fields)
     return locked
 

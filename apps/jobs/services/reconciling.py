@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from apps.core import metrics
 from apps.jobs.models import BatchJob
-from apps.jobs.services import running
+from apps.jobs.services import lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def reconcile_jobs() -> dict[str, list[str]]:
         # enqueue only the running jobs whose worker died.
         owed = owed.filter(status=BatchJob.Status.RUNNING)
     for job_id in owed.values_list("pk", flat=True)[:500]:
-        if running._settle_unclaimable(str(job_id)) != "not_claimed":
+        if lifecycle.job_settle_unclaimable(str(job_id)) != "not_claimed":
             report["settled"].append(str(job_id))
             continue
         # Stamped first: a job is enqueued again at most once per grace period.
@@ -72,7 +72,7 @@ def _owed_webhooks(now: dt.datetime, grace: dt.datetime) -> list[str]:
         if due < now:
             owed.append((str(delivery.job_id), delivery.attempt + 1))
     for job_id, attempt in owed[:100]:
-        running._enqueue_webhook(job_id, attempt)
+        lifecycle.enqueue_webhook(job_id, attempt)
     return [job_id for job_id, _ in owed[:100]]
 
 

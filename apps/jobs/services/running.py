@@ -7,63 +7,32 @@ is unique per item. A worker that lost its lease (it stalled and another worker
 took over) finds the token changed and stops without writing.
 """
 
-import datetime as dt
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.core import metrics
 from apps.core.exceptions import ApplicationError, UnprocessableInput
 from apps.core.middleware import request_id_var
-from apps.inference import postprocessing, preprocessing
+from apps.inference import postprocessing, preprocessing, tensors
 from apps.inference import services as inference
 from apps.inference.audit import insert_predictions
 from apps.inference.models import Prediction
 from apps.inference.sessions import loaded_model
 from apps.jobs.models import BatchJob, JobItem
 from apps.jobs.services.leasing import JobLease
+from apps.jobs.services.lifecycle import job_claim, job_counts, job_finish, job_settle_unclaimable
 from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import model_store
 
 logger = logging.getLogger(__name__)
-
-
-# --- Claim and lease -------------------------------------------------------------------------------
-
-
-def _claimable(now: dt.datetime) -> Q:
-    return Q(status=BatchJob.Status.QUEUED) | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now)
-
-
-def _claim(job_id: str, worker: str) -> str | None:
-    """Take the job if it is queued or its lease has expired: one conditional UPDATE, so
-    of two workers given the same job only one gets it."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    claimed = BatchJob.objects.filter(
-        _claimable(now),
-        pk=job_id,
-        attempts__lt=settings.JOB_MAX_ATTEMPTS,
-        cancel_requested_at__isnull=True,
-    ).update(
-        status=BatchJob.Status.RUNNING,
-        lease_token=token,
-        lease_expires_at=now + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS),
-        attempts=F("attempts") + 1,
-        started_at=Coalesce(F("started_at"), now),
-        worker=worker[:255],
-    )
-    return token if claimed else None
 
 
 # --- Running ------------------------------------------------------------------------------------------
@@ -72,9 +41,9 @@ def _claim(job_id: str, worker: str) -> str | None:
 def job_run(*, job_id: str, worker: str = "") -> str:
     """Run (or resume) a job; returns what happened: `succeeded`, `cancelled`, `failed`,
     `not_claimed` (another worker has it, or it is finished) or `lease_lost`."""
-    token = _claim(job_id, worker)
+    token = job_claim(job_id, worker)
     if token is None:
-        return _settle_unclaimable(job_id)
+        return job_settle_unclaimable(job_id)
     job = BatchJob.objects.select_related("model_version__model").get(pk=job_id)
     # The worker's log lines carry the id of the request that submitted the job.
     request_id = request_id_var.set(job.request_id or "-")
@@ -96,25 +65,6 @@ def job_run(*, job_id: str, worker: str = "") -> str:
         request_id_var.reset(request_id)
 
 
-def _settle_unclaimable(job_id: str) -> str:
-    """A job nobody may claim any more: attempts exhausted (a poison job) → failed; a
-    cancel asked of a job whose worker died → cancelled."""
-    now = timezone.now()
-    stuck = BatchJob.objects.filter(_claimable(now), pk=job_id)
-    if stuck.filter(cancel_requested_at__isnull=False).exists():
-        _finish_without_worker(job_id, BatchJob.Status.CANCELLED)
-        return "cancelled"
-    if stuck.filter(attempts__gte=settings.JOB_MAX_ATTEMPTS).exists():
-        _finish_without_worker(
-            job_id,
-            BatchJob.Status.FAILED,
-            code="attempts_exhausted",
-            message=f"The job did not finish in {settings.JOB_MAX_ATTEMPTS} attempts.",
-        )
-        return "failed"
-    return "not_claimed"
-
-
 @dataclass
 class _Result:
     item: JobItem
@@ -133,14 +83,14 @@ class _Result:
 def _process(job: BatchJob, lease: JobLease) -> str:
     version = job.model_version
     if version is None:
-        return _finish(
+        return job_finish(
             job, lease, BatchJob.Status.FAILED, "version_deleted", "The pinned version was deleted."
         )
     try:
         loaded = loaded_model(version)
     except Exception as exc:
         logger.exception("Job %s: could not load version %s", job.pk, version.pk)
-        return _finish(
+        return job_finish(
             job, lease, BatchJob.Status.FAILED, "model_load_failed", f"Could not load model: {exc}"
         )
     progress = _Progress(job)
@@ -153,7 +103,7 @@ def _process(job: BatchJob, lease: JobLease) -> str:
             ]
         )
         if not pending:
-            return _finish(job, lease, BatchJob.Status.SUCCEEDED)
+            return job_finish(job, lease, BatchJob.Status.SUCCEEDED)
         started = time.perf_counter()
         results = _compute(job, version, loaded, pending)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -169,7 +119,7 @@ def _process(job: BatchJob, lease: JobLease) -> str:
             _write(job, results, elapsed_ms / len(results))
             progress.record(results)
         if current["cancel_requested_at"] is not None:
-            return _finish(job, lease, BatchJob.Status.CANCELLED)
+            return job_finish(job, lease, BatchJob.Status.CANCELLED)
 
 
 class _Progress:
@@ -187,18 +137,11 @@ class _Progress:
         if now - self.flushed_at < settings.JOB_PROGRESS_INTERVAL_SECONDS:
             return
         self.flushed_at = now
-        counts = _counts(self.job.pk)
+        counts = job_counts(self.job.pk)
         rate = self.processed / max(now - self.started, 1e-6)
         BatchJob.objects.filter(pk=self.job.pk).update(
             **counts, items_per_second=round(rate, 2), progress_at=timezone.now()
         )
-
-
-def _counts(job_id: uuid.UUID) -> dict[str, int]:
-    finished = ~Q(status=JobItem.Status.PENDING)
-    return JobItem.objects.filter(job_id=job_id).aggregate(
-        done=Count("pk", filter=finished), failed_items=Count("pk", filter=Q(status=JobItem.Status.FAILED))
-    )
 
 
 def _compute(job: BatchJob, version: ModelVersion, loaded: Any, items: list[JobItem]) -> list[_Result]:
@@ -281,7 +224,7 @@ def _preprocess_image(version: ModelVersion, result: _Result) -> np.ndarray | No
         array = preprocessing.image_to_array(
             decoded.image, version.preprocessing, max_pixels=settings.MAX_IMAGE_PIXELS
         )
-        preprocessing.check_shape(inputs[0]["name"], array[None], inputs[0]["shape"])
+        tensors.check_shape(inputs[0]["name"], array[None], inputs[0]["shape"])
     except ApplicationError as exc:
         result.fail(exc.code, exc.message)
         return None
@@ -320,7 +263,7 @@ def _compute_tensor(version: ModelVersion, loaded: Any, result: _Result) -> None
     try:
         inputs = json.loads(data)
         result.meta["names"] = sorted(inputs)
-        feeds = preprocessing.parse_tensor_inputs(
+        feeds = tensors.parse_tensor_inputs(
             inputs,
             version.signature.get("inputs", []),
             non_finite=version.preprocessing.get("non_finite", "reject"),
@@ -402,54 +345,3 @@ def _update_items(items: list[JobItem]) -> None:
 def _count_items(labels: tuple[str, str, str, str], count: int) -> None:
     metrics.PREDICTIONS.labels(*labels).inc(count)
     metrics.JOB_ITEMS.labels(labels[3]).inc(count)
-
-
-def _finish(job: BatchJob, lease: JobLease, status: str, code: str = "", message: str = "") -> str:
-    with transaction.atomic():
-        locked = BatchJob.objects.select_for_update().filter(
-            pk=job.pk, lease_token=lease.token, status=BatchJob.Status.RUNNING
-        )
-        if not locked.exists():
-            return "lease_lost"
-        _settle(job.pk, status, code, message, locked)
-    return status
-
-
-def _finish_without_worker(job_id: Any, status: str, code: str = "", message: str = "") -> None:
-    with transaction.atomic():
-        locked = BatchJob.objects.select_for_update().filter(_claimable(timezone.now()), pk=job_id)
-        if locked.exists():
-            _settle(job_id, status, code, message, locked)
-
-
-def _settle(job_id: Any, status: str, code: str, message: str, locked: Any) -> None:
-    now = timezone.now()
-    job = BatchJob.objects.get(pk=job_id)
-    elapsed = (now - job.started_at).total_seconds() if job.started_at else None
-    counts = _counts(job_id)
-    changes: dict[str, Any] = {
-        **counts,
-        "status": status,
-        "finished_at": now,
-        "lease_token": "",
-        "lease_expires_at": None,
-        "progress_at": now,
-    }
-    if elapsed:
-        changes["items_per_second"] = round(counts["done"] / elapsed, 2)
-    if code or status != BatchJob.Status.FAILED:
-        changes.update(error_code=code, error_message=message[:1000])
-    locked.update(**changes)
-    transaction.on_commit(lambda: metrics.JOBS.labels(status).inc())
-    if job.webhook_url:
-        transaction.on_commit(lambda: _enqueue_webhook(job_id))
-    logger.info("Job %s %s: %s done, %s failed", job_id, status, counts["done"], counts["failed_items"])
-
-
-def _enqueue_webhook(job_id: Any, attempt: int = 1) -> None:
-    from workers.jobs import deliver_job_webhook
-
-    try:
-        deliver_job_webhook.apply_async(args=[str(job_id), attempt], retry=False)
-    except Exception:
-        logger.warning("Could not enqueue the webhook of job %s", job_id, exc_info=True)
