@@ -1,18 +1,131 @@
-"""Writing audit rows (`Prediction`) on the hot path: one prepared statement, no ORM.
+"""The pipeline's last step: one audit row (`Prediction`) per input, whichever door it came
+in by, written by one sink. On the hot path: one prepared statement, no ORM.
 
-Used by synchronous predictions (apps/inference/services.py) and batch jobs
-(apps/jobs/services/running.py).
+`rows` builds the rows from the pipeline's outcomes; `sink.write` stores them (spending
+the caller's quota in the same statement when asked). A later sink may queue rows off
+the request path: replace `sink` with an object that has the same `write`.
 """
 
 import functools
+import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework import exceptions as drf_exceptions
 
-from apps.accounts.models import User
-from apps.accounts.services import quota_spend_statement
+from apps.accounts.models import ApiKey, User
+from apps.accounts.services import QuotaExceeded, quota_consume, quota_spend_statement
+from apps.core.exception_handler import describe_error
 from apps.inference.models import Prediction
+from apps.inference.pipeline import Outcome
+from apps.registry.models import ModelVersion
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who asked, through which door, for which version: the same on every row of a request."""
+
+    user_id: int
+    api_key_id: int | None
+    version: ModelVersion
+    alias: str
+    source: str
+    request_id: str
+    client_address: str
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        user: User,
+        api_key: ApiKey | None,
+        version: ModelVersion,
+        alias: str,
+        source: str,
+        request_id: str,
+        client_address: str,
+    ) -> "Context":
+        api_key_id = api_key.pk if api_key is not None else None
+        return cls(user.pk, api_key_id, version, alias, source, request_id, client_address)
+
+
+def rows(
+    context: Context,
+    outcomes: list[Outcome],
+    *,
+    started: float,
+    error: Exception | None = None,
+) -> list[dict[str, Any]]:
+    """One row per outcome. `error`, when given, failed the request as a whole: every row
+    records it; otherwise each row records its own input's success or error."""
+    latency = round((time.perf_counter() - started) * 1000, 3)
+    shared = {
+        "created_at": timezone.now(),
+        "user_id": context.user_id,
+        "api_key_id": context.api_key_id,
+        "model_version_id": context.version.pk,
+        "model_name": context.version.model.name,
+        "version_number": context.version.number,
+        "alias": context.alias,
+        "source": context.source,
+        "latency_ms": latency,
+        "request_id": context.request_id,
+        "client_address": context.client_address,
+    }
+    request_error = error_code_and_message(error) if error is not None else None
+    made = []
+    for outcome in outcomes:
+        failure = request_error or (error_code_and_message(outcome.error) if outcome.error else None)
+        made.append(
+            {
+                **shared,
+                "input_sha256": outcome.digest,
+                "input_meta": outcome.meta,
+                "output": {} if failure else outcome.audit_output,
+                "status": Prediction.Status.FAILED if failure else Prediction.Status.SUCCEEDED,
+                "error_code": failure[0] if failure else "",
+                "error_message": failure[1][:1000] if failure else "",
+            }
+        )
+    return made
+
+
+def error_code_and_message(exc: Exception) -> tuple[str, str]:
+    """The code and message an audit row keeps, as the error body shows them."""
+    if isinstance(exc, QuotaExceeded):
+        return exc.code, "Monthly prediction quota spent."
+    described = describe_error(exc)
+    if described is None:
+        return "internal_error", "An internal error occurred."
+    code, message = described
+    if isinstance(exc, drf_exceptions.ValidationError):  # the body names the fields in details
+        message = f"{message} {json.dumps(exc.detail)}"
+    return code, message
+
+
+class DatabaseSink:
+    """Writes audit rows in the request's own database round trip (the default sink)."""
+
+    def write(self, rows: list[dict[str, Any]], *, spend_quota_of: User | None = None) -> None:
+        """Store the rows; with `spend_quota_of`, spend that user's quota for them in the
+        same statement, or raise QuotaExceeded (429) and store nothing."""
+        if spend_quota_of is None:
+            insert_predictions(rows)
+            return
+        if connection.vendor == "postgresql" and insert_predictions_spending_quota(
+            spend_quota_of, len(rows), rows
+        ):
+            return
+        with transaction.atomic():  # spend and record together, or neither
+            quota_consume(user=spend_quota_of, amount=len(rows))  # creates the month's row, or raises
+            insert_predictions(rows)
+
+
+sink = DatabaseSink()
 
 
 def insert_predictions(rows: list[dict[str, Any]]) -> None:

@@ -3,7 +3,7 @@
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from apps.inference.services import targets
+from apps.inference.targets import targets
 from apps.registry.models import MLModel, ModelAlias, ModelGrant, ModelVersion
 
 

@@ -149,7 +149,7 @@ def test_first_concurrent_callers_share_one_inference_semaphore(monkeypatch):
     import threading
     import time
 
-    from apps.inference import services
+    from apps.inference import inferring as services
 
     made, real = [], threading.BoundedSemaphore
 

@@ -1,5 +1,5 @@
-"""Running a job on a worker: claim, process in batches under a lease, finish; and the
-reconciler that makes a lost message, a dead worker or a broker restart cost a delay.
+"""Running a job on a worker: claim, process in batches under a lease, finish. It runs the one
+pipeline (apps/inference/pipeline.py) leniently on each batch, so a bad input fails its item alone.
 
 Exactly once per item: an item leaves `pending` only in a transaction that holds
 the job row locked under this worker's lease token, and its audit `Prediction`
@@ -7,29 +7,23 @@ is unique per item. A worker that lost its lease (it stalled and another worker
 took over) finds the token changed and stops without writing.
 """
 
-import json
+import functools
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.core import metrics
-from apps.core.exceptions import ApplicationError, UnprocessableInput
 from apps.core.middleware import request_id_var
-from apps.inference import postprocessing, preprocessing, tensors
-from apps.inference import services as inference
-from apps.inference.audit import insert_predictions
+from apps.inference import audit, pipeline
 from apps.inference.models import Prediction
 from apps.inference.sessions import loaded_model
 from apps.jobs.models import BatchJob, JobItem
 from apps.jobs.services.leasing import JobLease
 from apps.jobs.services.lifecycle import job_claim, job_counts, job_finish, job_settle_unclaimable
-from apps.registry.models import MLModel, ModelVersion
+from apps.registry.models import ModelVersion
 from apps.registry.storage import model_store
 
 logger = logging.getLogger(__name__)
@@ -65,21 +59,6 @@ def job_run(*, job_id: str, worker: str = "") -> str:
         request_id_var.reset(request_id)
 
 
-@dataclass
-class _Result:
-    item: JobItem
-    status: str = JobItem.Status.SUCCEEDED
-    output: dict[str, Any] = field(default_factory=dict)
-    audit_output: dict[str, Any] = field(default_factory=dict)
-    error_code: str = ""
-    error_message: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def fail(self, code: str, message: str) -> None:
-        self.status, self.error_code, self.error_message = JobItem.Status.FAILED, code, message[:1000]
-        self.output = self.audit_output = {}
-
-
 def _process(job: BatchJob, lease: JobLease) -> str:
     version = job.model_version
     if version is None:
@@ -87,7 +66,7 @@ def _process(job: BatchJob, lease: JobLease) -> str:
             job, lease, BatchJob.Status.FAILED, "version_deleted", "The pinned version was deleted."
         )
     try:
-        loaded = loaded_model(version)
+        loaded_model(version)  # a model that cannot load fails the job once, not every item
     except Exception as exc:
         logger.exception("Job %s: could not load version %s", job.pk, version.pk)
         return job_finish(
@@ -105,8 +84,7 @@ def _process(job: BatchJob, lease: JobLease) -> str:
         if not pending:
             return job_finish(job, lease, BatchJob.Status.SUCCEEDED)
         started = time.perf_counter()
-        results = _compute(job, version, loaded, pending)
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        outcomes = _compute(job, version, pending)
         with transaction.atomic():
             current = (
                 BatchJob.objects.select_for_update()
@@ -116,8 +94,8 @@ def _process(job: BatchJob, lease: JobLease) -> str:
             )
             if current is None:
                 return "lease_lost"
-            _write(job, results, elapsed_ms / len(results))
-            progress.record(results)
+            _write(job, pending, outcomes, started)
+            progress.record(len(pending))
         if current["cancel_requested_at"] is not None:
             return job_finish(job, lease, BatchJob.Status.CANCELLED)
 
@@ -131,8 +109,8 @@ class _Progress:
         self.processed = 0
         self.flushed_at = 0.0
 
-    def record(self, results: list[_Result]) -> None:
-        self.processed += len(results)
+    def record(self, count: int) -> None:
+        self.processed += count
         now = time.monotonic()
         if now - self.flushed_at < settings.JOB_PROGRESS_INTERVAL_SECONDS:
             return
@@ -144,183 +122,62 @@ class _Progress:
         )
 
 
-def _compute(job: BatchJob, version: ModelVersion, loaded: Any, items: list[JobItem]) -> list[_Result]:
-    results = [_Result(item=item, meta=_meta(job, item)) for item in items]
-    if job.kind == "tensor":
-        for result in results:
-            _compute_tensor(version, loaded, result)
-        return results
-    stage = _Stages(job)
-    arrays: dict[int, np.ndarray] = {}
-    for position, result in enumerate(results):
-        array = _preprocess_image(version, result)
-        if array is not None:
-            arrays[position] = array
-    stage.done("preprocess")
-    by_shape: dict[tuple, list[int]] = {}
-    for position, array in arrays.items():
-        by_shape.setdefault(array.shape, []).append(position)
-    spec = version.signature.get("inputs", [{}])[0]
-    for positions in by_shape.values():  # one model call per batch (per shape, if sizes differ)
-        batch = np.stack([arrays[p] for p in positions])
-        metrics.BATCH_SIZE.labels("job").observe(len(positions))
-        try:
-            outputs = inference._infer_unlimited(
-                loaded, {spec["name"]: batch}, batched=True, dynamic=version.signature.get("dynamic_batch")
-            )
-        except UnprocessableInput as exc:
-            for p in positions:
-                results[p].fail(exc.code, exc.message)
-            continue
-        finally:
-            stage.done("infer")
-        _postprocess_images(version, job.top_k, loaded, outputs, [results[p] for p in positions])
-        stage.done("postprocess")
-    return results
-
-
-class _Stages:
-    """Observes mlplatform_inference_seconds per stage of a batch."""
-
-    def __init__(self, job: BatchJob) -> None:
-        self.labels = (job.model_name, str(job.version_number))
-        self.last = time.perf_counter()
-
-    def done(self, stage: str) -> None:
-        now = time.perf_counter()
-        metrics.INFERENCE_SECONDS.labels(*self.labels, stage).observe(now - self.last)
-        self.last = now
-
-
-def _meta(job: BatchJob, item: JobItem) -> dict[str, Any]:
-    meta: dict[str, Any] = {"kind": job.kind, "size": item.size, "job": str(job.pk), "index": item.index}
-    if item.content_type:
-        meta["content_type"] = item.content_type
-    if item.filename:
-        meta["filename"] = item.filename[:200]
-    return meta
-
-
-def _read(result: _Result) -> bytes | None:
-    try:
-        with model_store.open(result.item.input_name, "rb") as stored:
-            return stored.read()
-    except (OSError, ValueError):
-        result.fail("input_missing", "The stored input could not be read.")
-        return None
-
-
-def _preprocess_image(version: ModelVersion, result: _Result) -> np.ndarray | None:
-    inputs = version.signature.get("inputs", [])
-    if len(inputs) != 1:
-        result.fail("images_not_supported", f"This model takes {len(inputs)} inputs; send named tensors.")
-        return None
-    data = _read(result)
-    if data is None:
-        return None
-    try:
-        decoded = preprocessing.decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
-        result.meta.update(format=decoded.format, width=decoded.width, height=decoded.height)
-        array = preprocessing.image_to_array(
-            decoded.image, version.preprocessing, max_pixels=settings.MAX_IMAGE_PIXELS
+def _compute(job: BatchJob, version: ModelVersion, items: list[JobItem]) -> list[pipeline.Outcome]:
+    """The pipeline, leniently: a bad input fails its item alone."""
+    kind = pipeline.TENSORS if job.kind == "tensor" else pipeline.IMAGE
+    inputs = [
+        pipeline.Input(
+            kind=kind,
+            opener=functools.partial(_open, item.input_name),
+            content_type=item.content_type,
+            filename=item.filename,
+            digest=item.input_sha256,
+            size=item.size,
+            meta={"job": str(job.pk), "index": item.index},
         )
-        tensors.check_shape(inputs[0]["name"], array[None], inputs[0]["shape"])
-    except ApplicationError as exc:
-        result.fail(exc.code, exc.message)
-        return None
-    except Exception as exc:  # Pillow can raise almost anything on hostile files: the item's fault
-        result.fail("invalid_image", f"The input could not be decoded: {type(exc).__name__}.")
-        return None
-    return array
+        for item in items
+    ]
+    run = pipeline.Run(version, inputs, source=Prediction.Source.JOB)
+    run.execute(top_k=job.top_k, strict=False)
+    metrics.observe_stages(job.model_name, job.version_number, run.timings_ms)
+    return run.outcomes
 
 
-def _postprocess_images(
-    version: ModelVersion, k: int, loaded: Any, outputs: dict[str, np.ndarray], results: list[_Result]
-) -> None:
-    if version.model.task == MLModel.Task.IMAGE_CLASSIFICATION:
-        rows = postprocessing.top_k(
-            outputs[loaded.output_names[0]],
-            version.labels,
-            k,
-            apply_softmax=version.preprocessing.get("softmax", False),
-        )
-        for result, row in zip(results, rows, strict=True):
-            result.output = result.audit_output = {"top_k": row}
-        return
-    for i, result in enumerate(results):
-        result.output = {
-            "outputs": {n: postprocessing.tensor_to_json(a[i : i + 1]) for n, a in outputs.items()}
-        }
-        result.audit_output = {
-            "outputs": {n: postprocessing.tensor_summary(a[i : i + 1]) for n, a in outputs.items()}
-        }
+def _open(name: str) -> bytes:
+    with model_store.open(name, "rb") as stored:
+        return stored.read()
 
 
-def _compute_tensor(version: ModelVersion, loaded: Any, result: _Result) -> None:
-    data = _read(result)
-    if data is None:
-        return
-    try:
-        inputs = json.loads(data)
-        result.meta["names"] = sorted(inputs)
-        feeds = tensors.parse_tensor_inputs(
-            inputs,
-            version.signature.get("inputs", []),
-            non_finite=version.preprocessing.get("non_finite", "reject"),
-        )
-        result.meta["tensors"] = {
-            n: {"shape": list(a.shape), "dtype": a.dtype.name} for n, a in feeds.items()
-        }
-        outputs = inference._infer_unlimited(loaded, feeds, batched=False, dynamic=False)
-    except ApplicationError as exc:
-        result.fail(exc.code, exc.message)
-        return
-    except (ValueError, TypeError) as exc:
-        result.fail("invalid_tensor", f"The input could not be read: {exc}")
-        return
-    result.output = {"outputs": {n: postprocessing.tensor_to_json(a) for n, a in outputs.items()}}
-    result.audit_output = {"outputs": {n: postprocessing.tensor_summary(a) for n, a in outputs.items()}}
-
-
-def _write(job: BatchJob, results: list[_Result], latency_ms: float) -> None:
+def _write(job: BatchJob, items: list[JobItem], outcomes: list[pipeline.Outcome], started: float) -> None:
     """Each item's result and its audit row, in bulk (inside the lease-checked transaction)."""
     now = timezone.now()
-    for result in results:
-        item = result.item
-        item.status, item.output = result.status, result.output
-        item.error_code, item.error_message, item.finished_at = result.error_code, result.error_message, now
-    _update_items([r.item for r in results])
+    for item, outcome in zip(items, outcomes, strict=True):
+        item.status = JobItem.Status.SUCCEEDED if outcome.succeeded else JobItem.Status.FAILED
+        item.output = outcome.output
+        item.error_code = outcome.error.code if outcome.error else ""
+        item.error_message = outcome.error.message[:1000] if outcome.error else ""
+        item.finished_at = now
+    _update_items(items)
     for status in (JobItem.Status.SUCCEEDED, JobItem.Status.FAILED):
-        count = sum(1 for r in results if r.status == status)
+        count = sum(1 for item in items if item.status == status)
         if count:
             # Counted on commit: a transaction rolled back (a lost lease) counts nothing.
             labels = (job.model_name, str(job.version_number), "job", status)
             transaction.on_commit(lambda labels=labels, count=count: _count_items(labels, count))
-    insert_predictions(
-        [
-            {
-                "created_at": now,
-                "user_id": job.owner_id,
-                "api_key_id": job.api_key_id,
-                "model_version_id": job.model_version_id,
-                "model_name": job.model_name,
-                "version_number": job.version_number,
-                "alias": job.alias,
-                "source": Prediction.Source.JOB,
-                "input_sha256": r.item.input_sha256,
-                "input_meta": r.meta,
-                "output": r.audit_output,
-                "status": r.status,
-                "error_code": r.error_code,
-                "error_message": r.error_message,
-                "latency_ms": round(latency_ms, 3),
-                "request_id": job.request_id,
-                "client_address": job.client_address,
-                "job_item_id": r.item.pk,
-            }
-            for r in results
-        ]
+    context = audit.Context(
+        user_id=job.owner_id,
+        api_key_id=job.api_key_id,
+        version=job.model_version,
+        alias=job.alias,
+        source=Prediction.Source.JOB,
+        request_id=job.request_id,
+        client_address=job.client_address,
     )
+    rows = audit.rows(context, outcomes, started=started)
+    latency = round(rows[0]["latency_ms"] / len(rows), 3) if rows else 0.0  # the batch's, per item
+    for row, item in zip(rows, items, strict=True):
+        row.update(job_item_id=item.pk, latency_ms=latency)
+    audit.sink.write(rows)
 
 
 _ITEM_FIELDS = ("status", "output", "error_code", "error_message", "finished_at")

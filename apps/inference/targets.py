@@ -1,0 +1,66 @@
+"""What a prediction is for: a model and one of its versions, found by number or alias.
+
+The hot path of every prediction, whichever door it came in by: (name, version, alias)
+→ (model, version) is kept per process for LOCAL_CACHE_SECONDS (cleared at once by
+registry changes in this process, apps/inference/signals.py).
+"""
+
+from django.conf import settings
+
+from apps.accounts.models import ApiKey, User
+from apps.core.exceptions import Conflict, InvalidInput, NotFound
+from apps.core.localcache import LocalTTLCache
+from apps.registry import selectors as registry_selectors
+from apps.registry.models import MLModel, ModelAlias, ModelVersion
+
+targets = LocalTTLCache(ttl=lambda: settings.LOCAL_CACHE_SECONDS)
+
+
+def _lookup(name: str, version: int | None, alias: str) -> tuple[MLModel, ModelVersion] | None:
+    if version is not None:
+        found = ModelVersion.objects.select_related("model").filter(model__name=name, number=version).first()
+        return (found.model, found) if found is not None else None
+    pointers = ModelAlias.objects.select_related("model", "version")
+    pointer = pointers.filter(model__name=name, name=alias).first()
+    if pointer is None:
+        return None
+    pointer.version.model = pointer.model
+    return pointer.model, pointer.version
+
+
+def resolve_target(
+    *, user: User, api_key: ApiKey | None, name: str, version: int | None, alias: str | None
+) -> tuple[MLModel, ModelVersion, str]:
+    """The model and version a prediction is for: version N, or the version under
+    `alias` (default production). At most one query on the usual path (none when
+    cached); visibility is checked on every request. The error paths tell an
+    unknown or invisible model (404 model_not_found) from an unknown version or alias;
+    a key limited to other models gets 403 model_not_granted."""
+    if version is not None and alias:
+        raise InvalidInput("Give either version or alias, not both.", code="invalid_input")
+    check_granted(user=user, api_key=api_key, name=name)
+    alias = "" if version is not None else (alias or "production")
+    found = targets.get_or_set((name, version, alias), lambda: _lookup(name, version, alias))
+    if found is not None and registry_selectors.model_is_visible(user=user, model=found[0]):
+        return found[0], found[1], alias
+    model = registry_selectors.model_get_visible(user=user, name=name)
+    if version is not None:
+        raise NotFound(f"Model '{model.name}' has no version {version}.", code="version_not_found")
+    raise NotFound(f"Model '{model.name}' has no alias '{alias}'.", code="alias_not_found")
+
+
+def check_granted(*, user: User, api_key: ApiKey | None, name: str) -> None:
+    """403 model_not_granted for a key limited to other models (404 if the model is not
+    visible at all); no query for a key that may use every model."""
+    if api_key is not None and not api_key.allows_model(name):
+        registry_selectors.model_get_visible(user=user, name=name, api_key=api_key)  # raises
+
+
+def check_servable(version: ModelVersion) -> None:
+    """409 version_not_ready unless the version may serve predictions (sync, jobs, every door)."""
+    if not version.is_servable:
+        raise Conflict(
+            f"Version {version.number} is {version.status}; only a ready version serves predictions.",
+            code="version_not_ready",
+            details={"version": version.number, "status": version.status},
+        )
