@@ -49,11 +49,11 @@ def test_a_job_whose_worker_died_resumes_with_the_items_not_yet_done(api, tiny_v
     original = running_module._compute
     calls = []
 
-    def dies_on_second_batch(job, version, loaded, items):
+    def dies_on_second_batch(job, version, items):
         calls.append([i.index for i in items])
         if len(calls) == 2:
             raise SystemExit("worker killed")  # not an Exception: like a killed process, nothing is cleaned
-        return original(job, version, loaded, items)
+        return original(job, version, items)
 
     running_module._compute = dies_on_second_batch
     try:
@@ -78,11 +78,11 @@ def test_a_worker_that_lost_its_lease_writes_nothing(api, tiny_version):
     job_id = submit(api, 3)
     original = running_module._compute
 
-    def taken_over(job, version, loaded, items):
+    def taken_over(job, version, items):
         # While this worker computes, its lease expires and another worker takes the job.
         BatchJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
         assert lifecycle.job_claim(str(job.pk), "w2") is not None
-        return original(job, version, loaded, items)
+        return original(job, version, items)
 
     running_module._compute = taken_over
     try:
@@ -134,13 +134,13 @@ def test_cancelling_a_running_job_stops_it_after_the_batch_in_hand(api, tiny_ver
     original = running_module._compute
     batches = []
 
-    def cancel_during_second_batch(job, version, loaded, items):
+    def cancel_during_second_batch(job, version, items):
         batches.append(len(items))
         if len(batches) == 2:
             response = api.post(f"{URL}{job_id}/cancel/")
             assert response.status_code == 202
             assert response.json()["cancel_requested"] is True
-        return original(job, version, loaded, items)
+        return original(job, version, items)
 
     running_module._compute = cancel_during_second_batch
     try:
@@ -193,9 +193,9 @@ def test_progress_reports_speed_and_eta(api, tiny_version, settings):
     seen = []
     original = running_module._compute
 
-    def observe(job, version, loaded, items):
+    def observe(job, version, items):
         seen.append(api.get(f"{URL}{job_id}/").json()["progress"])
-        return original(job, version, loaded, items)
+        return original(job, version, items)
 
     running_module._compute = observe
     try:
