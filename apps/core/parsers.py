@@ -1,4 +1,5 @@
-"""A multipart parser for small bodies, on the hot path of every multipart prediction."""
+"""Parsers of the prediction doors: a multipart parser for small bodies (on the hot path of
+every multipart prediction), lenient JSON, and a raw image body."""
 
 import codecs
 import io
@@ -11,7 +12,7 @@ from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.http import QueryDict
 from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
 from django.utils.datastructures import MultiValueDict
-from rest_framework.parsers import DataAndFiles, MultiPartParser
+from rest_framework.parsers import BaseParser, DataAndFiles, JSONParser, MultiPartParser
 
 
 class _Unusual(Exception):
@@ -114,3 +115,19 @@ def _is_text_encoding(name: str) -> bool:
         return codecs.lookup(name)._is_text_encoding
     except LookupError:
         return False
+
+
+class LenientJSONParser(JSONParser):
+    """Accepts NaN and Infinity in JSON numbers; the version's policy decides what to do with them."""
+
+    strict = False
+
+
+class RawImageParser(BaseParser):
+    """A request body that is one image file (`Content-Type: image/jpeg`, …), as with
+    `curl --data-binary @photo.jpg`: no multipart framing to parse."""
+
+    media_type = "image/*"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
+        return stream.read() if stream is not None else b""

@@ -3,7 +3,6 @@
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,33 +10,14 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
-from apps.core.exceptions import InvalidInput, PayloadTooLarge
+from apps.core.exceptions import InvalidInput
 from apps.core.http import content_length, media_type
 from apps.core.middleware import log_context
-from apps.core.pagination import CursorPagination
-from apps.core.parsers import SmallMultiPartParser
+from apps.core.parsers import LenientJSONParser, RawImageParser, SmallMultiPartParser
 from apps.core.schema import error_responses
-from apps.inference import selectors, services
-from apps.inference.models import Prediction
+from apps.inference import admission, services
 from apps.jobs.apis import JobOutputSerializer, job_accepted, submission_from_request
-from apps.jobs.selectors import jobs_with_idempotency_key
 from apps.jobs.services import JobSubmission, job_submit
-
-
-class LenientJSONParser(JSONParser):
-    """Accepts NaN and Infinity in JSON numbers; the version's policy decides what to do with them."""
-
-    strict = False
-
-
-class RawImageParser(BaseParser):
-    """A request body that is one image file (`Content-Type: image/jpeg`, …), as with
-    `curl --data-binary @photo.jpg`: no multipart framing to parse."""
-
-    media_type = "image/*"
-
-    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
-        return stream.read() if stream is not None else b""
 
 
 class PredictApi(APIView):
@@ -130,73 +110,32 @@ class PredictApi(APIView):
             # prediction of this version; services.predict records what fails after.
             if query_errors:
                 raise serializers.ValidationError(query_errors)
-            if not version.is_servable and not self._replays_a_job(request):
-                # A job made with this Idempotency-Key is answered as it is, whatever the
-                # version's state now (job_submit checks readiness after it looks for one).
-                services.check_servable(version)
-            answer = self._refuse_or_divert(request, name)
-            if answer is not None:
-                return answer
+            admission.check_servable_or_replay(
+                version=version,
+                user=request.user,
+                idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+            )
+            decision = admission.decide_by_body(
+                length=content_length(request),
+                is_json=media_type(request) == "application/json",
+                wants_job=self._wants_job(request),
+                api_key=caller.api_key,
+            )
+            if decision == admission.JOB:
+                return self._as_job(submission_from_request(request, model=name))
             payload, body_k = self._payload(request, query.get("top_k"))
             if body_k is not None:  # checked once the inputs are read, so each gets its row
                 payload.top_k = self._k(body_k)
-            if len(payload.images) > settings.SYNC_MAX_IMAGES or any(
-                len(image.data) > settings.SYNC_MAX_IMAGE_BYTES for image in payload.images
-            ):
+            if admission.decide_by_images(images=payload.images, api_key=caller.api_key) == admission.JOB:
                 # Too big for a synchronous call, not for the platform: it becomes a job.
-                self._check_can_divert(request, "The images are over the synchronous limits.")
                 submission = submission_from_request(request, model=name, images=payload.images)
                 submission.top_k = payload.top_k
-                return self._as_job(request, name, submission)
+                return self._as_job(submission)
         except Exception as error:
             services.record_refusal(caller=caller, version=version, alias=alias, error=error, request=payload)
             raise
         result = services.predict(caller=caller, model=model, version=version, alias=alias, request=payload)
         return Response({**result, "request_id": caller.request_id})
-
-    def _refuse_or_divert(self, request: Request, name: str) -> Response | None:
-        """The body's size decides before it is read: a job (202), a 413, or None to go on."""
-        length = content_length(request)
-        is_json = media_type(request) == "application/json"
-        if is_json and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            # JSON is read into memory whole, by the predict and the jobs endpoint alike.
-            raise PayloadTooLarge(
-                f"The JSON body is {length} bytes; JSON bodies may be at most "
-                f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE}. Send large inputs as multipart files, "
-                "or as a batch job (multipart, or a zip or tar archive).",
-                details={"limit_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
-            )
-        if self._wants_job(request):
-            return self._as_job(request, name, submission_from_request(request, model=name))
-        if settings.SYNC_MAX_BODY_BYTES < length <= settings.JOB_MAX_BYTES:
-            self._check_can_divert(request, f"The request body is {length} bytes.")
-            return self._as_job(request, name, submission_from_request(request, model=name))
-        if length > settings.SYNC_MAX_BODY_BYTES:
-            raise PayloadTooLarge(
-                f"The request body is {length} bytes; at most {settings.JOB_MAX_BYTES} are accepted, "
-                f"as a batch job (a synchronous request: {settings.SYNC_MAX_BODY_BYTES}).",
-                details={
-                    "limit_bytes": settings.JOB_MAX_BYTES,
-                    "sync_limit_bytes": settings.SYNC_MAX_BODY_BYTES,
-                },
-            )
-        return None
-
-    @staticmethod
-    def _check_can_divert(request: Request, reason: str) -> None:
-        """An input over the synchronous limits becomes a batch job, which an API key may
-        submit only with the 'jobs' scope; without it, the answer is 413 with the limits."""
-        api_key = request_api_key(request)
-        if api_key is not None and not api_key.has_scope(ApiKey.Scope.JOBS):
-            raise PayloadTooLarge(
-                f"{reason} {services.LARGE_INPUT_HINT} Such a request becomes a batch job, which "
-                "needs an API key with the 'jobs' scope.",
-                details={
-                    "sync_limit_bytes": settings.SYNC_MAX_BODY_BYTES,
-                    "sync_max_image_bytes": settings.SYNC_MAX_IMAGE_BYTES,
-                    "sync_max_images": settings.SYNC_MAX_IMAGES,
-                },
-            )
 
     _QUERY_FIELDS = PredictQuerySerializer._declared_fields
 
@@ -220,7 +159,8 @@ class PredictApi(APIView):
         preferences = request.headers.get("Prefer", "").lower().replace(" ", "").split(",")
         return any(p.split(";")[0] == "respond-async" for p in preferences)
 
-    def _as_job(self, request: Request, name: str, submission: JobSubmission) -> Response:
+    @staticmethod
+    def _as_job(submission: JobSubmission) -> Response:
         job, created = job_submit(submission=submission)
         response = job_accepted(job, created)
         response["Preference-Applied"] = "respond-async"
@@ -269,11 +209,6 @@ class PredictApi(APIView):
         return services.PredictionRequest(images=images, top_k=k), body_k
 
     @staticmethod
-    def _replays_a_job(request: Request) -> bool:
-        key = request.headers.get("Idempotency-Key", "").strip()
-        return bool(key) and jobs_with_idempotency_key(user=request.user, key=key).exists()
-
-    @staticmethod
     def _k(value: object) -> int:
         if value in (None, ""):
             return settings.PREDICT_DEFAULT_TOP_K
@@ -282,75 +217,3 @@ class PredictApi(APIView):
             return field.run_validation(value)
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"top_k": exc.detail}) from exc
-
-
-class PredictionOutputSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.username", default=None)
-    api_key = serializers.SerializerMethodField()
-    model = serializers.CharField(source="model_name")
-    version = serializers.IntegerField(source="version_number")
-
-    class Meta:
-        model = Prediction
-        fields = [
-            "id",
-            "created_at",
-            "user",
-            "api_key",
-            "model",
-            "version",
-            "alias",
-            "source",
-            "status",
-            "error_code",
-            "error_message",
-            "input_sha256",
-            "input_meta",
-            "output",
-            "latency_ms",
-            "request_id",
-            "client_address",
-        ]
-
-    def get_api_key(self, obj: Prediction) -> str | None:
-        return f"mlp_{obj.api_key.prefix}" if obj.api_key_id else None
-
-
-class PredictionCursorPagination(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 500
-
-
-class PredictionListApi(APIView):
-    required_scope = ApiKey.Scope.PREDICT
-
-    class PredictionFilterSerializer(serializers.Serializer):
-        model = serializers.SlugField(required=False)
-        version = serializers.IntegerField(min_value=1, required=False)
-        status = serializers.ChoiceField(choices=Prediction.Status.choices, required=False)
-        source = serializers.ChoiceField(choices=Prediction.Source.choices, required=False)
-        since = serializers.DateTimeField(required=False)
-        until = serializers.DateTimeField(required=False)
-        request_id = serializers.CharField(required=False)
-
-        def validate(self, attrs: dict) -> dict:
-            if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
-                raise serializers.ValidationError({"until": "Must be after since."})
-            return attrs
-
-    @extend_schema(
-        operation_id="predictions_list",
-        parameters=[PredictionFilterSerializer],
-        responses={200: PredictionOutputSerializer(many=True), **error_responses(400)},
-    )
-    def get(self, request: Request) -> Response:
-        filters = self.PredictionFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        predictions = selectors.prediction_list(
-            user=request.user, filters=filters.validated_data, api_key=request_api_key(request)
-        )
-        paginator = PredictionCursorPagination()
-        page = paginator.paginate_queryset(predictions, request, view=self)
-        return paginator.get_paginated_response(PredictionOutputSerializer(page, many=True).data)
