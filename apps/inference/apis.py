@@ -16,7 +16,8 @@ from apps.core.middleware import log_context
 from apps.core.parsers import LenientJSONParser, RawImageParser, SmallMultiPartParser
 from apps.core.schema import error_responses
 from apps.inference import admission, services
-from apps.jobs.apis import JobOutputSerializer, job_accepted, submission_from_request
+from apps.jobs.http import job_accepted, submission_from_request
+from apps.jobs.serializers import JobOutputSerializer
 from apps.jobs.services import JobSubmission, job_submit
 
 

@@ -3,11 +3,12 @@
 from apps.jobs.services.managing import job_cancel, job_delete, job_retry
 from apps.jobs.services.reconciling import reconcile_jobs
 from apps.jobs.services.running import job_run
-from apps.jobs.services.submitting import JobSubmission, enqueue_job, job_submit
+from apps.jobs.services.submitting import JobSubmission, enqueue_job, job_admit, job_submit
 
 __all__ = [
     "JobSubmission",
     "enqueue_job",
+    "job_admit",
     "job_cancel",
     "job_delete",
     "job_retry",

@@ -19,18 +19,18 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework.exceptions import PermissionDenied
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import quota_consume
 from apps.core import metrics
-from apps.core.exceptions import Conflict, InvalidInput
+from apps.core.exceptions import Conflict, InvalidInput, PayloadTooLarge
 from apps.core.text import client_text
-from apps.inference.services import resolve_target
+from apps.inference.targets import check_granted, check_servable, resolve_target
 from apps.jobs import webhooks
 from apps.jobs.inputs import Budget, JobInput, chain_limited
 from apps.jobs.models import BatchJob, JobItem
 from apps.jobs.selectors import jobs_with_idempotency_key
-from apps.registry import selectors as registry_selectors
 from apps.registry.models import ModelVersion
 from apps.registry.storage import model_store
 
@@ -55,6 +55,23 @@ class JobSubmission:
     sources: list[Iterator[JobInput]] = field(default_factory=list)
 
 
+def job_admit(*, api_key: ApiKey | None, body_bytes: int) -> None:
+    """Whether a request may become a job at all, before its body is read: an API key needs
+    the 'jobs' scope (403 scope_missing), and the body must fit JOB_MAX_BYTES (413)."""
+    if api_key is not None and not api_key.has_scope(ApiKey.Scope.JOBS):
+        raise PermissionDenied(
+            "This request becomes a batch job, which needs an API key with the 'jobs' scope.",
+            code="scope_missing",
+        )
+    if body_bytes > settings.JOB_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"The request body is {body_bytes} bytes; a job's inputs may total at most "
+            f"{settings.JOB_MAX_BYTES}.",
+            code="job_too_large",
+            details={"limit_bytes": settings.JOB_MAX_BYTES},
+        )
+
+
 def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     """Create a job, or return the one this idempotency key already made.
 
@@ -67,9 +84,8 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     if submission.webhook_url:  # as stored, so a replay's fingerprint matches the original's
         submission.webhook_url = webhooks.normalize_url(submission.webhook_url)
     api_key = submission.api_key
-    if api_key is not None and not api_key.allows_model(submission.model):
-        # 403 model_not_granted, before a replay could hand back a job on that model.
-        registry_selectors.model_get_visible(user=submission.user, name=submission.model, api_key=api_key)
+    # 403 model_not_granted, before a replay could hand back a job on that model.
+    check_granted(user=submission.user, api_key=api_key, name=submission.model)
     existing = _existing(submission)
     if existing is not None:
         return _replay(existing, _fingerprint(submission, None, [])[1], api_key), False
@@ -80,12 +96,7 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
         version=submission.version,
         alias=submission.alias,
     )
-    if not version.is_servable:
-        raise Conflict(
-            f"Version {version.number} is {version.status}; only a ready version runs jobs.",
-            code="version_not_ready",
-            details={"version": version.number, "status": version.status},
-        )
+    check_servable(version)
     if submission.webhook_url:
         submission.webhook_url = webhooks.check_webhook_url(submission.webhook_url)
     job_id = uuid.uuid4()
