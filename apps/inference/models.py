@@ -1,5 +1,22 @@
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+from apps.registry.models import VisibleQuerySet
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+
+
+class PredictionQuerySet(VisibleQuerySet):
+    model_name_field = "model_name"
+
+    def theirs(self, user: "User") -> Q:
+        """The user's own rows, whatever the model's visibility now: the trail records what
+        they asked, and still reads after the model is deleted or a grant is revoked."""
+        return Q(user=user)
 
 
 class Prediction(models.Model):
@@ -52,6 +69,8 @@ class Prediction(models.Model):
     job_item = models.OneToOneField(
         "jobs.JobItem", null=True, blank=True, on_delete=models.SET_NULL, related_name="prediction"
     )
+
+    objects = PredictionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]

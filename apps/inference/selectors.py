@@ -11,11 +11,9 @@ from apps.inference.models import Prediction
 def prediction_list(
     *, user: User, filters: dict[str, Any], api_key: ApiKey | None = None
 ) -> QuerySet[Prediction]:
-    """The user's predictions (staff: everyone's), newest first, filtered. A key limited to
-    named models sees only those models' rows."""
-    predictions = Prediction.objects.all() if user.is_staff else Prediction.objects.filter(user=user)
-    if api_key is not None and api_key.model_names:
-        predictions = predictions.filter(model_name__in=api_key.model_names)
+    """The rows the caller may see, newest first, filtered: their own (staff: everyone's), and
+    with a key limited to named models only those models' (`Prediction.objects.visible_to`)."""
+    predictions = Prediction.objects.visible_to(user, api_key)
     if filters.get("model"):
         predictions = predictions.filter(model_name=filters["model"])
     if filters.get("version") is not None:

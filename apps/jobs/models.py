@@ -9,10 +9,24 @@ once: an item moves from `pending` only under the lease, and its audit
 
 import secrets
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from apps.registry.models import VisibleQuerySet
+
+if TYPE_CHECKING:
+    from apps.accounts.models import User
+
+
+class BatchJobQuerySet(VisibleQuerySet):
+    model_name_field = "model_name"
+
+    def theirs(self, user: "User") -> Q:
+        """The user's own jobs, as their audit rows: by owner, not by the model's visibility."""
+        return Q(owner=user)
 
 
 class BatchJob(models.Model):
@@ -62,6 +76,8 @@ class BatchJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     progress_at = models.DateTimeField(null=True, blank=True)
     items_per_second = models.FloatField(null=True, blank=True)
+
+    objects = BatchJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -10,22 +10,14 @@ from apps.core.exceptions import NotFound
 from apps.jobs.models import BatchJob, JobItem
 
 
-def _visible(user: User, api_key: ApiKey | None) -> QuerySet[BatchJob]:
-    """The user's jobs (staff: everyone's); a key limited to named models sees only theirs."""
-    jobs = BatchJob.objects.all() if user.is_staff else BatchJob.objects.filter(owner=user)
-    if api_key is not None and api_key.model_names:
-        jobs = jobs.filter(model_name__in=api_key.model_names)
-    return jobs
-
-
 def jobs_with_idempotency_key(*, user: User, key: str) -> QuerySet[BatchJob]:
     """The user's job made with this Idempotency-Key (one at most: the pair is unique)."""
     return BatchJob.objects.filter(owner=user, idempotency_key=key)
 
 
 def job_list(*, user: User, filters: dict[str, Any], api_key: ApiKey | None = None) -> QuerySet[BatchJob]:
-    """The jobs the caller may see, newest first, filtered."""
-    jobs = _visible(user, api_key)
+    """The jobs the caller may see (`BatchJob.objects.visible_to`), newest first, filtered."""
+    jobs = BatchJob.objects.visible_to(user, api_key)
     if filters.get("status"):
         jobs = jobs.filter(status=filters["status"])
     if filters.get("model"):
@@ -40,7 +32,7 @@ def job_list(*, user: User, filters: dict[str, Any], api_key: ApiKey | None = No
 def job_get_visible(*, user: User, job_id: Any, api_key: ApiKey | None = None) -> BatchJob:
     """The job, or 404 when it does not exist, is someone else's (staff see all), or is on a
     model the caller's key is not granted."""
-    job = _visible(user, api_key).filter(pk=job_id).first()
+    job = BatchJob.objects.visible_to(user, api_key).filter(pk=job_id).first()
     if job is None:
         raise NotFound("No such job.", code="job_not_found")
     return job

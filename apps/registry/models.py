@@ -1,8 +1,55 @@
+"""The registry: models, their versions, aliases and grants, and who may see what.
+
+Who sees what is one rule, `VisibleQuerySet.visible_to(user, api_key)`: staff see every
+row, other users the rows that are theirs, and an API key limited to named models only
+those models' rows. Models, audit rows (`Prediction`) and jobs (`BatchJob`) each say only
+what "theirs" means.
+"""
+
+from typing import TYPE_CHECKING, Self
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from apps.core.models import TimeStampedModel
 from apps.registry.storage import model_store
+
+if TYPE_CHECKING:
+    from apps.accounts.models import ApiKey, User
+
+
+def key_limit(api_key: "ApiKey | None", field: str = "name") -> Q:
+    """A key's model names as a filter on `field` (a model name): no condition without a key
+    or for a key without names, which may use every model its owner may. The same test as
+    `ApiKey.allows_model`, for a query."""
+    if api_key is None or not api_key.model_names:
+        return Q()
+    return Q(**{f"{field}__in": api_key.model_names})
+
+
+class VisibleQuerySet(models.QuerySet):
+    """Rows some users may see: models, or rows that name a model (audit rows, jobs)."""
+
+    # The field holding the model's name, for a key limited to named models.
+    model_name_field = "name"
+
+    def theirs(self, user: "User") -> Q:
+        """The rows a user who is not staff sees, before any key limit."""
+        raise NotImplementedError
+
+    def visible_to(self, user: "User", api_key: "ApiKey | None" = None) -> Self:
+        """What `user` may see through `api_key` (None for a session or a JWT). A key never
+        sees more than its owner, and a limited one only its models' rows."""
+        rows = self if user.is_staff else self.filter(self.theirs(user))
+        return rows.filter(key_limit(api_key, self.model_name_field))
+
+
+class MLModelQuerySet(VisibleQuerySet):
+    def theirs(self, user: "User") -> Q:
+        """Own models, the internal ones, and those granted to the user (any role)."""
+        granted = ModelGrant.objects.filter(user=user).values("model_id")
+        return Q(owner=user) | Q(visibility=MLModel.Visibility.INTERNAL) | Q(pk__in=granted)
 
 
 class MLModel(TimeStampedModel):
@@ -25,12 +72,24 @@ class MLModel(TimeStampedModel):
     # which serialises concurrent uploads; numbers are never reused.
     next_version_number = models.PositiveIntegerField(default=1, editable=False)
 
+    objects = MLModelQuerySet.as_manager()
+
     class Meta:
         verbose_name = "model"
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def is_visible_to(self, user: "User", api_key: "ApiKey | None" = None) -> bool:
+        """`MLModel.objects.visible_to` for this one model, already in hand (a prediction's
+        cached model): no query for staff, the owner or an internal model; otherwise one for
+        a grant, read on each call so that a revoked grant applies at once."""
+        if api_key is not None and not api_key.allows_model(self.name):
+            return False
+        if user.is_staff or self.owner_id == user.pk or self.visibility == self.Visibility.INTERNAL:
+            return True
+        return ModelGrant.objects.filter(model=self, user=user).exists()
 
 
 def artifact_path(instance: "ModelVersion", filename: str) -> str:

@@ -1,6 +1,6 @@
 """Reads from the registry, always through what the user may see."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from rest_framework.exceptions import PermissionDenied
 
 from apps.accounts.models import ApiKey, User
@@ -9,15 +9,8 @@ from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGr
 
 
 def model_list_visible(*, user: User, api_key: ApiKey | None = None) -> QuerySet[MLModel]:
-    """Staff see every model; others their own, those granted to them, and the internal ones.
-    A key limited to named models sees only those (and never more than its owner)."""
-    models = MLModel.objects.select_related("owner")
-    if not user.is_staff:
-        granted = ModelGrant.objects.filter(user=user).values("model_id")
-        models = models.filter(Q(owner=user) | Q(visibility=MLModel.Visibility.INTERNAL) | Q(pk__in=granted))
-    if api_key is not None and api_key.model_names:
-        models = models.filter(name__in=api_key.model_names)
-    return models
+    """The models the caller may see (the rule: `MLModel.objects.visible_to`)."""
+    return MLModel.objects.visible_to(user, api_key).select_related("owner")
 
 
 def model_get_visible(*, user: User, name: str, api_key: ApiKey | None = None) -> MLModel:
@@ -26,17 +19,16 @@ def model_get_visible(*, user: User, name: str, api_key: ApiKey | None = None) -
     name gets 403 whether or not the model exists."""
     if api_key is not None and not api_key.allows_model(name):
         raise PermissionDenied(f"This API key is not granted model '{name}'.", code="model_not_granted")
-    model = model_list_visible(user=user).filter(name=name).first()
+    model = model_list_visible(user=user, api_key=api_key).filter(name=name).first()
     if model is None:
         raise NotFound(f"No model named '{name}'.", code="model_not_found")
     return model
 
 
 def model_is_visible(*, user: User, model: MLModel) -> bool:
-    """The rule of model_list_visible for one model already in hand (a query only for grants)."""
-    if user.is_staff or model.owner_id == user.pk or model.visibility == MLModel.Visibility.INTERNAL:
-        return True
-    return ModelGrant.objects.filter(model=model, user=user).exists()
+    """The same rule for one model already in hand, without a key (the caller checks the key
+    first, for its 403): a query only for a grant, none for staff, the owner or internal."""
+    return model.is_visible_to(user)
 
 
 def model_role(*, user: User, model: MLModel) -> str | None:

@@ -96,3 +96,12 @@ def test_a_reused_idempotency_key_does_not_reveal_a_job_on_another_model(key_cli
     assert response.json()["error"]["details"] == {}
     response = submit(key_client(scopes=["jobs"]), "other")  # an unlimited key is told which job
     assert response.json()["error"]["details"]["job"] == str(BatchJob.objects.get().id)
+
+
+def test_a_staff_users_limited_key_sees_only_its_models_jobs(key_client, user):
+    staff = UserFactory(username="carol", is_staff=True)
+    allowed, secret = job(user, "allowed"), job(staff, "secret")
+    client = key_client(scopes=["jobs"], owner=staff, model_names=["allowed"])
+    assert [j["id"] for j in client.get("/api/v1/jobs/").json()["results"]] == [str(allowed.id)]
+    assert client.get(f"/api/v1/jobs/{secret.id}/").status_code == 404  # though staff, and the job its own
+    assert len(key_client(scopes=["jobs"], owner=staff).get("/api/v1/jobs/").json()["results"]) == 2

@@ -145,3 +145,38 @@ def test_until_before_since_is_400(api, user):
     response = api.get(URL, {"since": "2026-12-02T00:00:00Z", "until": "2026-12-01T00:00:00Z"})
     assert response.status_code == 400
     assert "until" in response.json()["error"]["details"]
+
+
+def test_rows_stay_their_makers_after_the_grant_and_the_model_are_gone(api, user, other_user):
+    from apps.registry.models import MLModel, ModelGrant
+    from tests.factories import MLModelFactory
+
+    model = MLModelFactory(name="bobs", owner=other_user)
+    grant = ModelGrant.objects.create(model=model, user=user, role="consumer")
+    make(user, 2, model_name="bobs")
+    grant.delete()
+    assert [r["model"] for r in api.get(URL).json()["results"]] == ["bobs", "bobs"]
+    MLModel.objects.filter(pk=model.pk).delete()
+    assert len(api.get(URL, {"model": "bobs"}).json()["results"]) == 2
+
+
+def test_a_models_owner_does_not_see_other_users_rows_on_it(client_for, user, other_user):
+    from tests.factories import MLModelFactory
+
+    MLModelFactory(name="mine", owner=user, visibility="internal")
+    make(other_user, 2, model_name="mine")
+    make(user, 1, model_name="mine")
+    assert [r["user"] for r in client_for(user).get(URL).json()["results"]] == ["alice"]
+    assert len(client_for(other_user).get(URL).json()["results"]) == 2
+
+
+def test_visible_to_is_the_callers_rows_narrowed_by_the_keys_models(user, other_user, staff_user):
+    from apps.accounts.models import ApiKey
+
+    mine, theirs = make(user, 1, model_name="a")[0], make(other_user, 1, model_name="b")[0]
+    limited = ApiKey(owner=staff_user, model_names=["a"])
+    assert list(Prediction.objects.visible_to(user)) == [mine]
+    assert list(Prediction.objects.visible_to(user, ApiKey(owner=user))) == [mine]
+    assert list(Prediction.objects.visible_to(staff_user)) == [theirs, mine]
+    assert list(Prediction.objects.visible_to(staff_user, limited)) == [mine]
+    assert list(Prediction.objects.visible_to(user, ApiKey(owner=user, model_names=["b"]))) == []

@@ -225,3 +225,28 @@ def test_a_job_spends_quota_for_every_item(key_client, tiny_version, settings):
     assert response.json()["error"]["code"] == "quota_exceeded"
     assert BatchJob.objects.count() == 1
     assert usage_for(client.api_key.owner)["predictions_used"] == 2
+
+
+def test_a_job_stays_its_owners_after_the_grant_and_the_model_are_gone(client_for, user, other_user):
+    from apps.registry.models import MLModel, ModelGrant
+    from tests.factories import MLModelFactory
+
+    model = MLModelFactory(name="bobs", owner=other_user)
+    grant = ModelGrant.objects.create(model=model, user=user, role="consumer")
+    job = BatchJob.objects.create(owner=user, model_name="bobs", version_number=1, kind="image")
+    grant.delete()
+    MLModel.objects.filter(pk=model.pk).delete()
+    client = client_for(user)
+    assert [j["id"] for j in client.get(URL).json()["results"]] == [str(job.id)]
+    assert client.get(f"{URL}{job.id}/").status_code == 200
+
+
+def test_a_models_owner_does_not_see_other_users_jobs_on_it(client_for, user, other_user, staff_user):
+    from tests.factories import MLModelFactory
+
+    MLModelFactory(name="mine", owner=user, visibility="internal")
+    job = BatchJob.objects.create(owner=other_user, model_name="mine", version_number=1, kind="image")
+    response = client_for(user).get(f"{URL}{job.id}/")
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "job_not_found")
+    assert client_for(user).get(URL).json()["results"] == []
+    assert client_for(staff_user).get(f"{URL}{job.id}/").status_code == 200
