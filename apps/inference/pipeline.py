@@ -205,8 +205,8 @@ def _prepare_image(version: ModelVersion, outcome: Outcome) -> np.ndarray:
     data = _read(outcome)
     config = version.preprocessing
     try:
-        decoded = preprocessing.decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
-        outcome.meta.update(format=decoded.format, width=decoded.width, height=decoded.height)
+        decoded = preprocessing.decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, preprocessing=config)
+        outcome.meta.update(decoded.describe())  # as sent; and as decoded, when reduced
         array = preprocessing.image_to_array(decoded.image, config, max_pixels=settings.MAX_IMAGE_PIXELS)
     except ApplicationError:
         raise

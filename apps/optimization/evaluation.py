@@ -103,7 +103,7 @@ def summarize(path: Path, kind: str, labels: list[str]) -> dict[str, Any]:
 def feeds(item: EvalItem, config: dict[str, Any], signature: dict[str, Any]) -> dict[str, np.ndarray]:
     specs = signature.get("inputs", [])
     if item.image is not None:
-        decoded = preprocessing.decode_image(item.image, max_pixels=MAX_PIXELS)
+        decoded = preprocessing.decode_image(item.image, max_pixels=MAX_PIXELS, preprocessing=config)
         array = preprocessing.image_to_array(decoded.image, config, max_pixels=MAX_PIXELS)
         return {specs[0]["name"]: array[None]}
     return tensors.parse_tensor_inputs(item.inputs, specs, non_finite=config.get("non_finite", "reject"))
