@@ -4,6 +4,12 @@ Images: decoded with Pillow (JPEG, PNG, WebP, BMP, GIF first frame), EXIF
 orientation applied, then the version's preprocessing config (see
 apps/registry/preprocessing.py): colour mode, resize, crop, (x * scale - mean) / std,
 channel order, layout and dtype. Named tensor inputs: apps/inference/tensors.py.
+
+fast_decode (docs/decisions/0012-fast-jpeg-decode.md): a JPEG is decoded in the DCT
+domain at 1/2, 1/4 or 1/8 scale (Image.draft), never below twice the resize target, then
+resized as usual; other formats are decoded whole and box-reduced to no less than twice
+the target before the resize (reducing_gap). A config without the key keeps the full
+decode; new versions get it on from the serializer's default.
 """
 
 import io
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from apps.core.exceptions import PayloadTooLarge, UnprocessableInput
 from apps.inference.tensors import DTYPES
@@ -25,16 +31,62 @@ _RESAMPLING = {
 }
 
 
+# A config without "fast_decode" (every version stored before the option existed) decodes
+# in full, as it always has; the serializer gives new versions True. See ADR 0012.
+FAST_DECODE_DEFAULT = False
+# Drafting and reducing stop at this multiple of the resize target: the last resize then
+# still averages at least 2x2 source pixels per output pixel, so the answer stays close to
+# the full decode's; drafting to 1x the target is faster but strays further (the demo
+# model's numbers: docs/performance.md, "The photo-size ladder").
+FAST_DECODE_MARGIN = 2
+_DRAFTABLE = {"JPEG", "MPO"}  # libjpeg scales in the DCT domain; MPO frames are JPEGs
+# The image's size, after EXIF orientation, before a reduced decode: the resize keeps its
+# aspect ratio, so a drafted image comes out the same size as the full decode would.
+_SOURCE_SIZE = "mlplatform.source_size"
+
+
 @dataclass
 class DecodedImage:
     image: Image.Image
     format: str
-    width: int
+    width: int  # as sent: from the header, before EXIF orientation
     height: int
+    # The size actually decoded (after EXIF orientation) when the decode was reduced.
+    decoded_size: tuple[int, int] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The image's metadata for its audit row."""
+        meta: dict[str, Any] = {"format": self.format, "width": self.width, "height": self.height}
+        if self.decoded_size is not None:
+            meta["decoded_width"], meta["decoded_height"] = self.decoded_size
+        return meta
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
-    """Decode image bytes, refusing pixel bombs from the header, before any pixel is decoded."""
+def fast_decode_enabled(preprocessing: dict[str, Any] | None) -> bool:
+    return bool(preprocessing) and bool(preprocessing.get("fast_decode", FAST_DECODE_DEFAULT))
+
+
+def draft_request(preprocessing: dict[str, Any] | None) -> tuple[int, int] | None:
+    """The size to ask Image.draft for: both sides at least twice the resize target.
+
+    For "exact" that is the rule itself; for "shorter_side" it is the same thing, since the
+    longer side is at least the shorter. No resize configured: no draft."""
+    if not fast_decode_enabled(preprocessing):
+        return None
+    resize = preprocessing.get("resize") if preprocessing else None
+    if not resize:
+        return None
+    side = FAST_DECODE_MARGIN * int(resize)
+    return side, side
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int, preprocessing: dict[str, Any] | None = None
+) -> DecodedImage:
+    """Decode image bytes, refusing pixel bombs from the header, before any pixel is decoded.
+
+    With a preprocessing config whose fast_decode is on, a large JPEG is decoded at a
+    reduced scale (see the module's docstring); preprocessing=None decodes in full."""
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
@@ -47,23 +99,35 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
             code="unsupported_image_format",
         )
     width, height, fmt = *image.size, image.format
-    if width * height > max_pixels:
+    if width * height > max_pixels:  # the header's size, whatever is decoded below
         raise PayloadTooLarge(
             f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}.",
             code="image_too_large",
             details={"width": width, "height": height, "max_pixels": max_pixels},
         )
+    request = draft_request(preprocessing) if fmt in _DRAFTABLE else None
+    drafted = swapped = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.seek(0)  # GIF and other animations: the first frame
+            # Only when libjpeg can scale by 2 or more: Pillow would otherwise still set up
+            # a scale-1 "draft", and the decode would be described as reduced.
+            if request and min(width // request[0], height // request[1]) >= 2:
+                drafted = image.draft(image.mode, request) is not None  # keeps CMYK, L, RGB
+                # Orientations 5-8 turn the image a quarter: its sides swap.
+                swapped = drafted and image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no copy of every image without EXIF
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(str(exc), code="image_too_large") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
         raise UnprocessableInput(f"The image is corrupt or truncated: {exc}", code="invalid_image") from exc
-    return DecodedImage(image=image, format=fmt or "", width=width, height=height)
+    decoded_size = None
+    if drafted:
+        decoded_size = image.size
+        image.info[_SOURCE_SIZE] = (height, width) if swapped else (width, height)
+    return DecodedImage(image=image, format=fmt or "", width=width, height=height, decoded_size=decoded_size)
 
 
 def _check_resized(size: tuple[int, int], max_pixels: int | None) -> None:
@@ -101,7 +165,8 @@ def image_to_array(
     resample = _RESAMPLING[config.get("interpolation", "bilinear")]
     resize = config.get("resize")
     if resize:
-        width, height = image.size
+        # A drafted image is sized from the image as sent, so it comes out the same size.
+        width, height = image.info.get(_SOURCE_SIZE, image.size)
         if config.get("resize_mode", "shorter_side") == "exact":
             size = (resize, resize)
         elif width <= height:  # the shorter side becomes `resize` (rounding as torchvision)
@@ -110,7 +175,10 @@ def image_to_array(
             size = (int(resize * width / height), resize)
         if size != image.size:
             _check_resized(size, max_pixels)
-            image = image.resize(size, resample)
+            # fast_decode: box-reduce what was decoded whole (PNG, WebP, ...) to no less than
+            # twice the target first; a drafted JPEG is already within that, so nothing more.
+            gap = FAST_DECODE_MARGIN if fast_decode_enabled(config) else None
+            image = image.resize(size, resample, reducing_gap=gap)
     crop = config.get("crop")
     if crop:
         width, height = image.size
