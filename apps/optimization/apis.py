@@ -14,7 +14,7 @@ from apps.core.schema import error_responses
 from apps.optimization import recipes, services
 from apps.optimization.models import EvaluationSet, OptimizationRun
 from apps.registry import selectors as registry_selectors
-from apps.registry.apis import RegistryApi, _visible_model, _writable_model
+from apps.registry.apis import RegistryApi, visible_model, writable_model
 
 
 class EvaluationSetOutputSerializer(serializers.ModelSerializer):
@@ -99,7 +99,7 @@ class EvaluationSetListApi(RegistryApi):
         responses={200: EvaluationSetOutputSerializer(many=True), **error_responses(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         return paginated_response(request, self, model.evaluation_sets.all(), EvaluationSetOutputSerializer)
 
     @extend_schema(
@@ -108,7 +108,7 @@ class EvaluationSetListApi(RegistryApi):
         responses={201: EvaluationSetOutputSerializer, **error_responses(400, 403, 404, 409, 413, 422)},
     )
     def post(self, request: Request, name: str) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         data = self.EvaluationSetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         created = services.evaluation_set_create(
@@ -127,12 +127,12 @@ class EvaluationSetDetailApi(RegistryApi):
         responses={200: EvaluationSetOutputSerializer, **error_responses(404)},
     )
     def get(self, request: Request, name: str, set_name: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         return Response(EvaluationSetOutputSerializer(_evaluation_set(model, set_name)).data)
 
     @extend_schema(operation_id="evaluation_sets_destroy", responses={204: None, **error_responses(403, 404)})
     def delete(self, request: Request, name: str, set_name: str) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         services.evaluation_set_delete(evaluation_set=_evaluation_set(model, set_name))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -166,7 +166,7 @@ class OptimizeApi(RegistryApi):
     )
     def post(self, request: Request, name: str, number: int) -> Response:
         """Derive a new version with a recipe, on a worker: 202 and the run to poll."""
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         version = registry_selectors.version_get(model=model, number=number)
         data = self.OptimizeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -196,7 +196,7 @@ class ModelOptimizationListApi(RegistryApi):
         responses={200: OptimizationOutputSerializer(many=True), **error_responses(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         runs = model.optimizations.select_related("source_version", "result_version", "model")
         return paginated_response(request, self, runs, OptimizationOutputSerializer)
 
@@ -217,5 +217,5 @@ class OptimizationDetailApi(RegistryApi):
         )
         if run is None or not registry_selectors.model_is_visible(user=request.user, model=run.model):
             raise NotFound("No such optimization.", code="optimization_not_found")
-        _visible_model(request, run.model.name)  # a key limited to other models gets 403
+        visible_model(request, run.model.name)  # a key limited to other models gets 403
         return Response(OptimizationOutputSerializer(run).data)

@@ -23,21 +23,21 @@ from apps.registry.preprocessing import PreprocessingConfigSerializer
 _MULTIPART_SLACK_BYTES = 1024 * 1024
 
 
-def _visible_model(request: Request, name: str) -> MLModel:
+def visible_model(request: Request, name: str) -> MLModel:
     return selectors.model_get_visible(user=request.user, name=name, api_key=request_api_key(request))
 
 
-def _writable_model(request: Request, name: str) -> MLModel:
+def writable_model(request: Request, name: str) -> MLModel:
     """The model if the user may change it; 404 if they cannot see it, 403 if they only see it."""
-    model = _visible_model(request, name)
+    model = visible_model(request, name)
     if not selectors.model_can_write(user=request.user, model=model):
         raise PermissionDenied("Only the model's owner, its maintainers or an admin may change it.")
     return model
 
 
-def _managed_model(request: Request, name: str) -> MLModel:
+def managed_model(request: Request, name: str) -> MLModel:
     """The model if the user owns it (or is an admin): deleting it and granting roles."""
-    model = _visible_model(request, name)
+    model = visible_model(request, name)
     if not selectors.model_can_manage(user=request.user, model=model):
         raise PermissionDenied("Only the model's owner or an admin may do this.")
     return model
@@ -185,7 +185,7 @@ class ModelDetailApi(RegistryApi):
         operation_id="models_retrieve", responses={200: ModelOutputSerializer, **error_responses(404)}
     )
     def get(self, request: Request, name: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         return Response(ModelOutputSerializer(model).data)
 
     @extend_schema(
@@ -194,7 +194,7 @@ class ModelDetailApi(RegistryApi):
         responses={200: ModelOutputSerializer, **error_responses(400, 403, 404)},
     )
     def patch(self, request: Request, name: str) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         serializer = self.ModelUpdateInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         model = services.model_update(model=model, data=serializer.validated_data)
@@ -202,7 +202,7 @@ class ModelDetailApi(RegistryApi):
 
     @extend_schema(operation_id="models_destroy", responses={204: None, **error_responses(403, 404)})
     def delete(self, request: Request, name: str) -> Response:
-        services.model_delete(model=_managed_model(request, name))
+        services.model_delete(model=managed_model(request, name))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -228,7 +228,7 @@ class VersionListCreateApi(RegistryApi):
         responses={200: VersionOutputSerializer(many=True), **error_responses(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         versions = selectors.version_list(model=model, status=request.query_params.get("status"))
         return paginated_response(request, self, versions, VersionOutputSerializer)
 
@@ -238,7 +238,7 @@ class VersionListCreateApi(RegistryApi):
         responses={201: VersionOutputSerializer, **error_responses(400, 403, 404, 409, 413, 415, 422)},
     )
     def post(self, request: Request, name: str) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         # Refuse an oversized body before parsing (and spooling) it.
         length = content_length(request)
         limit = settings.MODEL_UPLOAD_MAX_BYTES
@@ -271,7 +271,7 @@ class VersionDetailApi(RegistryApi):
         operation_id="versions_retrieve", responses={200: VersionOutputSerializer, **error_responses(404)}
     )
     def get(self, request: Request, name: str, number: int) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         return Response(VersionOutputSerializer(selectors.version_get(model=model, number=number)).data)
 
     @extend_schema(
@@ -280,7 +280,7 @@ class VersionDetailApi(RegistryApi):
         responses={200: VersionOutputSerializer, **error_responses(400, 403, 404)},
     )
     def patch(self, request: Request, name: str, number: int) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         version = selectors.version_get(model=model, number=number)
         serializer = self.VersionUpdateInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -298,7 +298,7 @@ class VersionArchiveApi(RegistryApi):
         responses={200: VersionOutputSerializer, **error_responses(403, 404, 409)},
     )
     def post(self, request: Request, name: str, number: int) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         version = services.model_version_archive(version=selectors.version_get(model=model, number=number))
         return Response(VersionOutputSerializer(version).data)
 
@@ -311,7 +311,7 @@ class AliasListApi(RegistryApi):
         operation_id="aliases_list", responses={200: AliasOutputSerializer(many=True), **error_responses(404)}
     )
     def get(self, request: Request, name: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         return Response(AliasOutputSerializer(selectors.alias_list(model=model), many=True).data)
 
 
@@ -326,7 +326,7 @@ class AliasDetailApi(RegistryApi):
         operation_id="aliases_retrieve", responses={200: AliasOutputSerializer, **error_responses(404)}
     )
     def get(self, request: Request, name: str, alias: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         return Response(AliasOutputSerializer(selectors.alias_get(model=model, name=alias)).data)
 
     @extend_schema(
@@ -335,7 +335,7 @@ class AliasDetailApi(RegistryApi):
         responses={200: AliasOutputSerializer, **error_responses(400, 403, 404, 409)},
     )
     def put(self, request: Request, name: str, alias: str) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         serializer = self.AliasSetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         version = selectors.version_get(model=model, number=serializer.validated_data["version"])
@@ -350,7 +350,7 @@ class AliasDetailApi(RegistryApi):
 
     @extend_schema(operation_id="aliases_destroy", responses={204: None, **error_responses(403, 404)})
     def delete(self, request: Request, name: str, alias: str) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         services.alias_delete(alias=selectors.alias_get(model=model, name=alias), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -362,7 +362,7 @@ class AliasHistoryApi(RegistryApi):
         responses={200: AliasHistoryOutputSerializer(many=True), **error_responses(404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        model = _visible_model(request, name)
+        model = visible_model(request, name)
         history = selectors.alias_history_list(model=model, name=request.query_params.get("alias"))
         return paginated_response(request, self, history, AliasHistoryOutputSerializer)
 
@@ -385,7 +385,7 @@ class GrantListApi(RegistryApi):
         responses={200: GrantOutputSerializer(many=True), **error_responses(403, 404)},
     )
     def get(self, request: Request, name: str) -> Response:
-        model = _writable_model(request, name)
+        model = writable_model(request, name)
         return Response(GrantOutputSerializer(selectors.grant_list(model=model), many=True).data)
 
 
@@ -399,7 +399,7 @@ class GrantDetailApi(RegistryApi):
         responses={200: GrantOutputSerializer, **error_responses(400, 403, 404)},
     )
     def put(self, request: Request, name: str, username: str) -> Response:
-        model = _managed_model(request, name)
+        model = managed_model(request, name)
         serializer = self.GrantSetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         grantee = User.objects.filter(username=username, is_active=True).first()
@@ -412,6 +412,6 @@ class GrantDetailApi(RegistryApi):
 
     @extend_schema(operation_id="grants_destroy", responses={204: None, **error_responses(403, 404)})
     def delete(self, request: Request, name: str, username: str) -> Response:
-        model = _managed_model(request, name)
+        model = managed_model(request, name)
         services.grant_delete(model=model, username=username)
         return Response(status=status.HTTP_204_NO_CONTENT)
