@@ -94,7 +94,8 @@ def parts(model: str, key: str, rounds: int) -> dict[str, float]:
     from django.core.handlers.wsgi import WSGIHandler
 
     from apps.accounts.throttling import ScopedRateThrottle
-    from apps.inference import services, sessions
+    from apps.inference import audit as audit_module
+    from apps.inference import sessions
     from apps.inference.preprocessing import decode_image, image_to_array
     from apps.registry.models import ModelVersion
 
@@ -109,7 +110,7 @@ def parts(model: str, key: str, rounds: int) -> dict[str, float]:
             settings.MIDDLEWARE = full_middleware
 
     no_metrics = [m for m in full_middleware if not m.startswith("django_prometheus.")]
-    allow, write = ScopedRateThrottle.allow_request, services.insert_predictions_spending_quota
+    allow, write = ScopedRateThrottle.allow_request, audit_module.insert_predictions_spending_quota
     variants = {  # name: (application, throttle on, audit on)
         "full": (handler(full_middleware), True, True),
         "no HTTP metrics": (handler(no_metrics), True, True),
@@ -140,7 +141,7 @@ def parts(model: str, key: str, rounds: int) -> dict[str, float]:
 
     def switch(throttle: bool, audit: bool) -> None:
         ScopedRateThrottle.allow_request = allow if throttle else (lambda self, request, view: True)
-        services.insert_predictions_spending_quota = write if audit else (lambda *args: True)
+        audit_module.insert_predictions_spending_quota = write if audit else (lambda *args: True)
 
     samples: dict[str, list[float]] = {"model alone": [], **{name: [] for name in variants}}
     try:
