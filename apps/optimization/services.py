@@ -20,11 +20,12 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.db import transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import User
+from apps.core import tasks
+from apps.core.claims import ClaimRule, Lease
 from apps.core.exceptions import ApplicationError, Conflict, InvalidInput, PayloadTooLarge, UnprocessableInput
 from apps.core.heartbeat import Heartbeat
 from apps.inference.runtime import RuntimeConfig, load_model
@@ -35,6 +36,15 @@ from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import local_path
 
 logger = logging.getLogger(__name__)
+
+# Runs are leased as batch jobs are (JOB_LEASE_SECONDS, renewed every JOB_HEARTBEAT_SECONDS).
+OPTIMIZATION_CLAIM = ClaimRule(
+    model=OptimizationRun,
+    queued=OptimizationRun.Status.QUEUED,
+    running=OptimizationRun.Status.RUNNING,
+    max_attempts_setting="OPTIMIZATION_MAX_ATTEMPTS",
+    lease_seconds_setting="JOB_LEASE_SECONDS",
+)
 
 
 # --- Evaluation sets ---------------------------------------------------------------------------------
@@ -149,11 +159,11 @@ def optimization_request(
 
 
 def enqueue_run(run_id: uuid.UUID) -> None:
-    from workers.optimization import optimize_version
-
+    """Ring the doorbell; a broker that is down costs a delay (the reconciler enqueues the
+    run again), never a run."""
     try:
-        optimize_version.apply_async(
-            args=[str(run_id)], retry=True, retry_policy=settings.JOB_ENQUEUE_RETRY_POLICY
+        tasks.enqueue(
+            tasks.OPTIMIZE_VERSION, str(run_id), retry=True, retry_policy=settings.JOB_ENQUEUE_RETRY_POLICY
         )
     except Exception:
         logger.warning("Could not enqueue optimization %s; the reconciler will", run_id, exc_info=True)
@@ -162,21 +172,14 @@ def enqueue_run(run_id: uuid.UUID) -> None:
 # --- Running (on a worker) ----------------------------------------------------------------------------
 
 
-def _claimable(now: dt.datetime) -> Q:
-    return Q(status=OptimizationRun.Status.QUEUED) | Q(
-        status=OptimizationRun.Status.RUNNING, lease_expires_at__lt=now
+def _heartbeat(lease: Lease) -> Heartbeat:
+    """Renews the running optimization's lease while its worker works; ends when another
+    worker has taken the run over."""
+    return Heartbeat(
+        lambda: OPTIMIZATION_CLAIM.renew(lease),
+        interval=settings.JOB_HEARTBEAT_SECONDS,
+        name=f"optimization {lease.pk}",
     )
-
-
-def _lease(run_id: uuid.UUID) -> Heartbeat:
-    """Renews the running optimization's lease while its worker works."""
-
-    def renew() -> None:
-        OptimizationRun.objects.filter(pk=run_id, status=OptimizationRun.Status.RUNNING).update(
-            lease_expires_at=timezone.now() + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS)
-        )
-
-    return Heartbeat(renew, interval=settings.JOB_HEARTBEAT_SECONDS, name=f"optimization {run_id}")
 
 
 def _step(run: OptimizationRun, step: str, progress: int) -> None:
@@ -185,39 +188,14 @@ def _step(run: OptimizationRun, step: str, progress: int) -> None:
 
 
 def optimization_run(*, run_id: str) -> str:
-    """Claim and run one optimization; returns its final status (or `not_claimed`)."""
-    now = timezone.now()
-    token = uuid.uuid4().hex
-    claimed = OptimizationRun.objects.filter(
-        _claimable(now), pk=run_id, attempts__lt=settings.OPTIMIZATION_MAX_ATTEMPTS
-    ).update(
-        lease_token=token,
-        status=OptimizationRun.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=Coalesce(F("started_at"), now),
-        lease_expires_at=now + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS),
-    )
-    if not claimed:
-        exhausted = OptimizationRun.objects.filter(
-            _claimable(now), pk=run_id, attempts__gte=settings.OPTIMIZATION_MAX_ATTEMPTS
-        )
-        result = exhausted.values_list("result_version", flat=True).first()
-        if exhausted.update(
-            status=OptimizationRun.Status.FAILED,
-            finished_at=now,
-            error_code="attempts_exhausted",
-            error_message="The optimization did not finish in its attempts (its worker died).",
-        ):
-            if result is not None:  # registered but never gated: it may not take an alias
-                ModelVersion.objects.filter(pk=result, status=ModelVersion.Status.READY).update(
-                    status=ModelVersion.Status.FAILED,
-                    failure_code="not_evaluated",
-                    status_reason="Its optimization run died before the accuracy gate.",
-                )
-            return OptimizationRun.Status.FAILED
-        return "not_claimed"
+    """Claim and run one optimization: `queued` (or `running` under an expired lease) →
+    `running` → `succeeded` | `failed`. Returns its final status, `failed` for a run out of
+    attempts, or `not_claimed` (another worker holds it, or it has finished)."""
+    lease = OPTIMIZATION_CLAIM.claim(run_id)
+    if lease is None:
+        return _settle_unclaimable(run_id)
     run = OptimizationRun.objects.select_related("source_version__model", "created_by").get(pk=run_id)
-    lease = _lease(run.pk)
+    heartbeat = _heartbeat(lease)
     try:
         _execute(run)
         status, code, message = OptimizationRun.Status.SUCCEEDED, "", ""
@@ -233,7 +211,7 @@ def optimization_run(*, run_id: str) -> str:
             f"{type(exc).__name__}: {exc}",
         )
     finally:
-        lease.stop()
+        heartbeat.stop()
     if status == OptimizationRun.Status.FAILED and run.result_version is not None:
         # A result the run could not finish measuring or gating must not take an alias.
         ModelVersion.objects.filter(pk=run.result_version.pk).exclude(failure_code="accuracy_gate").filter(
@@ -244,7 +222,7 @@ def optimization_run(*, run_id: str) -> str:
             status_reason=f"Its optimization run failed before the accuracy gate: {message}"[:2000],
         )
     # Only under this worker's lease: a worker that stalled past it and was replaced says nothing.
-    OptimizationRun.objects.filter(pk=run.pk, lease_token=token).update(
+    OPTIMIZATION_CLAIM.held(lease).update(
         status=status,
         finished_at=timezone.now(),
         error_code=code,
@@ -256,6 +234,27 @@ def optimization_run(*, run_id: str) -> str:
         lease_expires_at=None,
     )
     return status
+
+
+def _settle_unclaimable(run_id: str) -> str:
+    """`queued` (or `running` under an expired lease) with no attempts left → `failed`
+    (`attempts_exhausted`); its result, if registered but never gated, may not take an alias."""
+    exhausted = OPTIMIZATION_CLAIM.exhausted(run_id)
+    result = exhausted.values_list("result_version", flat=True).first()
+    if not exhausted.update(
+        status=OptimizationRun.Status.FAILED,
+        finished_at=timezone.now(),
+        error_code="attempts_exhausted",
+        error_message="The optimization did not finish in its attempts (its worker died).",
+    ):
+        return "not_claimed"
+    if result is not None:
+        ModelVersion.objects.filter(pk=result, status=ModelVersion.Status.READY).update(
+            status=ModelVersion.Status.FAILED,
+            failure_code="not_evaluated",
+            status_reason="Its optimization run died before the accuracy gate.",
+        )
+    return OptimizationRun.Status.FAILED
 
 
 def _execute(run: OptimizationRun) -> None:
@@ -423,8 +422,7 @@ def reconcile_optimizations() -> list[str]:
     now = timezone.now()
     grace = now - dt.timedelta(seconds=settings.JOB_QUEUED_GRACE_SECONDS)
     owed = OptimizationRun.objects.filter(
-        Q(status=OptimizationRun.Status.QUEUED, created_at__lt=grace)
-        | Q(status=OptimizationRun.Status.RUNNING, lease_expires_at__lt=now)
+        Q(status=OptimizationRun.Status.QUEUED, created_at__lt=grace) | OPTIMIZATION_CLAIM.lease_expired(now)
     )
     run_ids = [str(pk) for pk in owed.values_list("pk", flat=True)[:100]]
     for run_id in run_ids:

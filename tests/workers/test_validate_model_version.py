@@ -130,14 +130,15 @@ def test_the_reconciler_reenqueues_versions_whose_validation_is_owed(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_validating_worker_renews_its_lease(settings):
+    from apps.core.claims import Lease
     from apps.registry.models import ModelVersion as MV
-    from apps.registry.services.validating import _LeaseHeartbeat
+    from apps.registry.services.validating import validation_heartbeat
     from tests.e2e.test_stack import wait_for
 
     settings.VALIDATION_HEARTBEAT_SECONDS = 0.05
     old = timezone.now() - dt.timedelta(minutes=5)
     version = pending_version(status="validating", validation_started_at=old)
-    heartbeat = _LeaseHeartbeat(version.pk)
+    heartbeat = validation_heartbeat(Lease(version.pk, token=""))
     try:
         wait_for(lambda: MV.objects.get(pk=version.pk).validation_started_at > old, 10, "a lease renewal")
     finally:

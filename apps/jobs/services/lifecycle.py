@@ -1,67 +1,57 @@
 """A job's life on the worker side: claimed under a lease, settled once.
 
 Exactly once per job run: a worker takes a job with one conditional UPDATE (queued,
-or running with an expired lease, attempts left); it finishes the job only while it
-still holds the lease token. A job nobody may claim any more is settled here too.
+or running with an expired lease, attempts left: `JOB_CLAIM`, apps/core/claims.py); it
+finishes the job only while it still holds the lease token. A job nobody may claim any
+more is settled here too.
 """
 
-import datetime as dt
 import logging
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from apps.core import metrics
+from apps.core import metrics, tasks
+from apps.core.claims import ClaimRule, Lease
 from apps.jobs.models import BatchJob, JobItem
 from apps.jobs.services.leasing import JobLease
 
 logger = logging.getLogger(__name__)
 
-
-def _claimable(now: dt.datetime) -> Q:
-    return Q(status=BatchJob.Status.QUEUED) | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now)
+JOB_CLAIM = ClaimRule(
+    model=BatchJob,
+    queued=BatchJob.Status.QUEUED,
+    running=BatchJob.Status.RUNNING,
+    max_attempts_setting="JOB_MAX_ATTEMPTS",
+    lease_seconds_setting="JOB_LEASE_SECONDS",
+)
 
 
 def job_claim(job_id: str, worker: str) -> str | None:
-    """Take the job if it is queued or its lease has expired: one conditional UPDATE, so
-    of two workers given the same job only one gets it."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    claimed = BatchJob.objects.filter(
-        _claimable(now),
-        pk=job_id,
-        attempts__lt=settings.JOB_MAX_ATTEMPTS,
-        cancel_requested_at__isnull=True,
-    ).update(
-        status=BatchJob.Status.RUNNING,
-        lease_token=token,
-        lease_expires_at=now + dt.timedelta(seconds=settings.JOB_LEASE_SECONDS),
-        attempts=F("attempts") + 1,
-        started_at=Coalesce(F("started_at"), now),
-        worker=worker[:255],
-    )
-    return token if claimed else None
+    """Take the job: `queued` (or `running` under an expired lease) → `running`, with attempts
+    left and no cancel asked. One conditional UPDATE, so of two workers given the same job
+    only one gets it. Returns the lease token, or None when not claimed."""
+    lease = JOB_CLAIM.claim(job_id, where=Q(cancel_requested_at__isnull=True), worker=worker[:255])
+    return lease.token if lease else None
 
 
 def job_settle_unclaimable(job_id: str) -> str:
-    """A job nobody may claim any more: attempts exhausted (a poison job) → failed; a
-    cancel asked of a job whose worker died → cancelled."""
-    now = timezone.now()
-    stuck = BatchJob.objects.filter(_claimable(now), pk=job_id)
+    """A job nobody may claim any more (`queued`, or `running` under an expired lease):
+    a cancel asked of it (its worker died) → `cancelled`; attempts exhausted (a poison
+    job) → `failed`. Returns the new status, or `not_claimed` when neither applies."""
+    stuck = BatchJob.objects.filter(JOB_CLAIM.waiting(), pk=job_id)
     if stuck.filter(cancel_requested_at__isnull=False).exists():
         _finish_without_worker(job_id, BatchJob.Status.CANCELLED)
         return "cancelled"
-    if stuck.filter(attempts__gte=settings.JOB_MAX_ATTEMPTS).exists():
+    if JOB_CLAIM.exhausted(job_id).exists():
         _finish_without_worker(
             job_id,
             BatchJob.Status.FAILED,
             code="attempts_exhausted",
-            message=f"The job did not finish in {settings.JOB_MAX_ATTEMPTS} attempts.",
+            message=f"The job did not finish in {JOB_CLAIM.max_attempts} attempts.",
         )
         return "failed"
     return "not_claimed"
@@ -75,10 +65,10 @@ def job_counts(job_id: uuid.UUID) -> dict[str, int]:
 
 
 def job_finish(job: BatchJob, lease: JobLease, status: str, code: str = "", message: str = "") -> str:
+    """`running` under this worker's lease → `status` (succeeded, failed, cancelled), with
+    the final counts; `lease_lost` (and nothing written) when the lease is no longer held."""
     with transaction.atomic():
-        locked = BatchJob.objects.select_for_update().filter(
-            pk=job.pk, lease_token=lease.token, status=BatchJob.Status.RUNNING
-        )
+        locked = JOB_CLAIM.held(Lease(job.pk, lease.token)).select_for_update()
         if not locked.exists():
             return "lease_lost"
         _settle(job.pk, status, code, message, locked)
@@ -87,7 +77,7 @@ def job_finish(job: BatchJob, lease: JobLease, status: str, code: str = "", mess
 
 def _finish_without_worker(job_id: Any, status: str, code: str = "", message: str = "") -> None:
     with transaction.atomic():
-        locked = BatchJob.objects.select_for_update().filter(_claimable(timezone.now()), pk=job_id)
+        locked = BatchJob.objects.select_for_update().filter(JOB_CLAIM.waiting(), pk=job_id)
         if locked.exists():
             _settle(job_id, status, code, message, locked)
 
@@ -117,9 +107,9 @@ def _settle(job_id: Any, status: str, code: str, message: str, locked: Any) -> N
 
 
 def enqueue_webhook(job_id: Any, attempt: int = 1) -> None:
-    from workers.jobs import deliver_job_webhook
-
+    """Ring the webhook's doorbell; a broker that is down costs a delay (the reconciler
+    enqueues owed webhooks again), never a webhook."""
     try:
-        deliver_job_webhook.apply_async(args=[str(job_id), attempt], retry=False)
+        tasks.enqueue(tasks.DELIVER_JOB_WEBHOOK, str(job_id), attempt, retry=False)
     except Exception:
         logger.warning("Could not enqueue the webhook of job %s", job_id, exc_info=True)

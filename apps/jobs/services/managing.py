@@ -8,7 +8,7 @@ from django.utils import timezone
 from apps.core import metrics
 from apps.core.exceptions import Conflict
 from apps.jobs.models import BatchJob, JobItem
-from apps.jobs.services import submitting
+from apps.jobs.services import lifecycle, submitting
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,7 @@ def job_cancel(*, job: BatchJob) -> BatchJob:
             fields += ["status", "finished_at"]
             transaction.on_commit(lambda: metrics.JOBS.labels(BatchJob.Status.CANCELLED).inc())
             if locked.webhook_url:
-                from apps.jobs.services.lifecycle import enqueue_webhook
-
-                transaction.on_commit(lambda: enqueue_webhook(locked.pk))
+                transaction.on_commit(lambda: lifecycle.enqueue_webhook(locked.pk))
         locked.save(update_fields=fields)
     return locked
 

@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from apps.core import metrics
-from apps.jobs.models import BatchJob
-from apps.jobs.services import lifecycle
+from apps.jobs import webhooks
+from apps.jobs.models import BatchJob, WebhookDelivery
+from apps.jobs.services import lifecycle, submitting
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +21,10 @@ def reconcile_jobs() -> dict[str, list[str]]:
     message, a broker restart, a failed enqueue) or running under an expired lease (a dead
     worker), and not enqueued in the last JOB_QUEUED_GRACE_SECONDS. A job out of attempts
     ends `failed`; a cancelled one whose worker died ends `cancelled`."""
-    from apps.jobs.services.submitting import enqueue_job
-
     now = timezone.now()
     grace = now - dt.timedelta(seconds=settings.JOB_QUEUED_GRACE_SECONDS)
-    owed = BatchJob.objects.filter(
-        Q(status=BatchJob.Status.QUEUED) | Q(status=BatchJob.Status.RUNNING, lease_expires_at__lt=now),
-        enqueued_at__lt=grace,
-    ).order_by("created_at")
+    owed = BatchJob.objects.filter(lifecycle.JOB_CLAIM.waiting(now), enqueued_at__lt=grace)
+    owed = owed.order_by("created_at")
     report: dict[str, list[str]] = {"enqueued": [], "settled": [], "webhooks": []}
     if _messages_cover_queued_jobs():
         # Every queued job can still have its message in the queue (a backlog, not a loss):
@@ -40,7 +36,7 @@ def reconcile_jobs() -> dict[str, list[str]]:
             continue
         # Stamped first: a job is enqueued again at most once per grace period.
         BatchJob.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
-        enqueue_job(job_id)
+        submitting.enqueue_job(job_id)
         report["enqueued"].append(str(job_id))
     report["webhooks"] = _owed_webhooks(now, grace)
     if report["enqueued"] or report["settled"] or report["webhooks"]:
@@ -53,8 +49,6 @@ def _owed_webhooks(now: dt.datetime, grace: dt.datetime) -> list[str]:
     Redis was down or restarted): the first attempt never happened, or a failed attempt's
     retry is overdue by more than the grace period. Webhooks are at least once; the
     delivery id header lets a receiver drop a duplicate."""
-    from apps.jobs import webhooks
-
     recent = BatchJob.objects.filter(
         status__in=BatchJob.FINISHED, finished_at__lt=grace, finished_at__gt=now - dt.timedelta(days=1)
     ).exclude(webhook_url="")
@@ -76,9 +70,7 @@ def _owed_webhooks(now: dt.datetime, grace: dt.datetime) -> list[str]:
     return [job_id for job_id, _ in owed[:100]]
 
 
-def _latest_deliveries(jobs: Any) -> list:
-    from apps.jobs.models import WebhookDelivery
-
+def _latest_deliveries(jobs: Any) -> list[WebhookDelivery]:
     latest: dict[Any, WebhookDelivery] = {}
     for delivery in WebhookDelivery.objects.filter(job__in=jobs).order_by("job_id", "attempt"):
         latest[delivery.job_id] = delivery

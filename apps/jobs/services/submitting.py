@@ -211,10 +211,10 @@ def _create(
 def enqueue_job(job_id: uuid.UUID) -> bool:
     """Ring the doorbell. A broker that is down loses nothing: the job is committed and
     the reconciler enqueues it again after JOB_QUEUED_GRACE_SECONDS."""
-    from workers.jobs import run_job
+    from apps.core import tasks
 
     try:
-        run_job.apply_async(args=[str(job_id)], retry=True, retry_policy=settings.JOB_ENQUEUE_RETRY_POLICY)
+        tasks.enqueue(tasks.RUN_JOB, str(job_id), retry=True, retry_policy=settings.JOB_ENQUEUE_RETRY_POLICY)
     except Exception:
         logger.warning("Could not enqueue job %s; the reconciler will", job_id, exc_info=True)
         return False

@@ -186,10 +186,10 @@ def _raise_if_duplicate(model: MLModel, sha256: str) -> None:
 
 
 def enqueue_version_validation(version: ModelVersion) -> None:
-    from workers.registry import validate_model_version
+    from apps.core import tasks
 
     try:
-        validate_model_version.delay(str(version.pk))
+        tasks.enqueue(tasks.VALIDATE_MODEL_VERSION, str(version.pk))
     except Exception:  # the broker is down: the version stays pending, to be re-enqueued
         logger.exception("Could not enqueue validation of version %s", version.pk)
 

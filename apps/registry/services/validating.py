@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import tasks
+from apps.core.claims import ClaimRule, Lease
 from apps.core.heartbeat import Heartbeat
 from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import local_path, model_store
@@ -22,6 +24,21 @@ from apps.registry.validation import ModelFileError, validate_model_file
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+
+# The lease is `validation_started_at`, stamped at the claim and at each renewal: a version
+# `validating` whose stamp is older than VALIDATION_LEASE_SECONDS has lost its worker.
+VALIDATION_CLAIM = ClaimRule(
+    model=ModelVersion,
+    queued=ModelVersion.Status.PENDING,
+    running=ModelVersion.Status.VALIDATING,
+    max_attempts_setting="VALIDATION_MAX_ATTEMPTS",
+    lease_seconds_setting="VALIDATION_LEASE_SECONDS",
+    attempts_field="validation_attempts",
+    lease_field="validation_started_at",
+    lease_stamp="renewed",
+    token_field=None,
+    started_field=None,
+)
 
 
 # --- Validation (runs on a worker) ------------------------------------------------------------
@@ -36,23 +53,13 @@ def model_version_validate(*, version_id: int) -> ModelVersion | None:
     """
     # Claimable: pending, or validating under an expired lease (its worker died). A
     # duplicate delivery while another worker holds the lease finds nothing to claim.
-    lease_expired = timezone.now() - dt.timedelta(seconds=settings.VALIDATION_LEASE_SECONDS)
-    claimable = Q(status=ModelVersion.Status.PENDING) | Q(
-        status=ModelVersion.Status.VALIDATING, validation_started_at__lt=lease_expired
-    )
-    claimed = ModelVersion.objects.filter(
-        claimable, pk=version_id, validation_attempts__lt=settings.VALIDATION_MAX_ATTEMPTS
-    ).update(
-        status=ModelVersion.Status.VALIDATING,
-        validation_attempts=F("validation_attempts") + 1,
-        validation_started_at=timezone.now(),
-    )
-    if not claimed:
-        _fail_if_attempts_exhausted(version_id, claimable)
+    lease = VALIDATION_CLAIM.claim(version_id)
+    if lease is None:
+        _fail_if_attempts_exhausted(version_id)
         return ModelVersion.objects.filter(pk=version_id).first()
 
     version = ModelVersion.objects.select_related("model").get(pk=version_id)
-    heartbeat = _LeaseHeartbeat(version_id)  # renews the lease until validation ends
+    heartbeat = validation_heartbeat(lease)  # renews the lease until validation ends
     try:
         report = _run_validation(version)
     except ModelFileError as exc:
@@ -76,42 +83,36 @@ def model_version_validate(*, version_id: int) -> ModelVersion | None:
         }
     finally:
         heartbeat.stop()
-    return _finish_validation(version, **outcome)
+    return _finish_validation(lease, version, **outcome)
 
 
-class _LeaseHeartbeat(Heartbeat):
+def validation_heartbeat(lease: Lease) -> Heartbeat:
     """Renews a validating version's lease every VALIDATION_HEARTBEAT_SECONDS while its
     worker works, so the lease can be short: a worker that dies stops renewing, and
-    the reconciler re-enqueues the version once the lease has expired."""
-
-    def __init__(self, version_id: int) -> None:
-        def renew() -> None:
-            ModelVersion.objects.filter(pk=version_id, status=ModelVersion.Status.VALIDATING).update(
-                validation_started_at=timezone.now()
-            )
-
-        super().__init__(renew, interval=settings.VALIDATION_HEARTBEAT_SECONDS, name=f"version {version_id}")
+    the reconciler re-enqueues the version once the lease has expired. Ends when the
+    version is no longer `validating` (archived meanwhile)."""
+    return Heartbeat(
+        lambda: VALIDATION_CLAIM.renew(lease),
+        interval=settings.VALIDATION_HEARTBEAT_SECONDS,
+        name=f"version {lease.pk}",
+    )
 
 
 def versions_to_reenqueue() -> list[int]:
     """Versions whose validation is owed: pending for longer than the enqueue grace period
     (a lost message or a failed enqueue), or validating under an expired lease (a dead worker)."""
     now = timezone.now()
-    stale_pending = now - dt.timedelta(seconds=settings.VALIDATION_PENDING_GRACE_SECONDS)
-    lease_expired = now - dt.timedelta(seconds=settings.VALIDATION_LEASE_SECONDS)
-    owed = Q(status=ModelVersion.Status.PENDING, created_at__lt=stale_pending) | Q(
-        status=ModelVersion.Status.VALIDATING, validation_started_at__lt=lease_expired
-    )
+    grace = now - dt.timedelta(seconds=settings.VALIDATION_PENDING_GRACE_SECONDS)
+    stale_pending = Q(status=ModelVersion.Status.PENDING, created_at__lt=grace)
+    owed = stale_pending | VALIDATION_CLAIM.lease_expired(now)
     return list(ModelVersion.objects.filter(owed).values_list("pk", flat=True)[:100])
 
 
 def reconcile_versions() -> list[int]:
     """Re-enqueue every version whose validation is owed (run periodically by Celery beat)."""
-    from workers.registry import validate_model_version
-
     owed = versions_to_reenqueue()
     for version_id in owed:
-        validate_model_version.delay(str(version_id))
+        tasks.enqueue(tasks.VALIDATE_MODEL_VERSION, str(version_id))
     if owed:
         logger.info("Re-enqueued validation of versions %s", owed)
     return owed
@@ -159,6 +160,7 @@ class _artifact_on_disk:
 
 
 def _finish_validation(
+    lease: Lease,
     version: ModelVersion,
     status: str,
     *,
@@ -167,8 +169,9 @@ def _finish_validation(
     signature: dict | None = None,
     metrics: dict | None = None,
 ) -> ModelVersion:
-    # Only a version still being validated changes; one archived meanwhile stays archived.
-    ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.VALIDATING).update(
+    """`validating` → `status` (ready or failed). Only a version still being validated
+    changes; one archived meanwhile stays archived."""
+    VALIDATION_CLAIM.held(lease).update(
         status=status,
         status_reason=reason,
         failure_code=code,
@@ -182,12 +185,12 @@ def _finish_validation(
     return version
 
 
-def _fail_if_attempts_exhausted(version_id: int, claimable: Q) -> None:
-    ModelVersion.objects.filter(
-        claimable, pk=version_id, validation_attempts__gte=settings.VALIDATION_MAX_ATTEMPTS
-    ).update(
+def _fail_if_attempts_exhausted(version_id: int) -> None:
+    """`pending` (or `validating` under an expired lease) with no attempts left → `failed`
+    (`attempts_exhausted`): a model that kills its worker every time stops here."""
+    VALIDATION_CLAIM.exhausted(version_id).update(
         status=ModelVersion.Status.FAILED,
-        status_reason=f"Validation did not finish after {settings.VALIDATION_MAX_ATTEMPTS} attempts.",
+        status_reason=f"Validation did not finish after {VALIDATION_CLAIM.max_attempts} attempts.",
         failure_code="attempts_exhausted",
         validated_at=timezone.now(),
         updated_at=timezone.now(),
