@@ -44,11 +44,9 @@ def deliver_job_webhook(job_id: str, attempt: int) -> None:
         return
     if job.webhook_deliveries.filter(Q(attempt__gte=attempt) | Q(succeeded=True)).exists():
         return  # a copy of this attempt (the reconciler's, or a redelivery) already ran
-    from apps.jobs.selectors import job_webhook_payload
-
     token = request_id_var.set(job.request_id or "-")  # its log lines carry the job's request id
     try:
-        delivery = webhooks.deliver(job=job, payload=job_webhook_payload(job), attempt=attempt)
+        delivery = webhooks.deliver(job=job, payload=webhooks.job_webhook_payload(job), attempt=attempt)
     finally:
         request_id_var.reset(token)
     if not delivery.succeeded and attempt < webhooks.max_attempts():

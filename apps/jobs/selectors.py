@@ -82,10 +82,3 @@ def item_result(item: JobItem) -> dict[str, Any]:
         "output": item.output or None,
         "error": {"code": item.error_code, "message": item.error_message} if item.error_code else None,
     }
-
-
-def job_webhook_payload(job: BatchJob) -> dict[str, Any]:
-    """What a completion webhook carries: the job's summary, as the API shows it."""
-    from apps.jobs.apis import JobOutputSerializer
-
-    return {"event": "job.finished", "job": JobOutputSerializer(job).data}

@@ -47,6 +47,7 @@ from django.core.exceptions import ImproperlyConfigured
 from apps.accounts.models import User
 from apps.core.exceptions import InvalidInput
 from apps.jobs.models import BatchJob, WebhookDelivery, WebhookSecret
+from apps.jobs.serializers import JobOutputSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,14 @@ def secret_for(user: User) -> str:
     """The user's webhook signing secret, created on first use."""
     webhook_secret, _ = WebhookSecret.objects.get_or_create(user=user)
     return webhook_secret.secret
+
+
+# --- The payload ----------------------------------------------------------------------------------
+
+
+def job_webhook_payload(job: BatchJob) -> dict[str, Any]:
+    """What a completion webhook carries: the job's summary, as the API shows it."""
+    return {"event": EVENT, "job": JobOutputSerializer(job).data}
 
 
 # --- Delivery -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from apps.jobs.models import BatchJob, WebhookDelivery, WebhookSecret
 from apps.jobs.webhooks import (
     check_webhook_url,
     deliver,
+    job_webhook_payload,
     max_attempts,
     retry_delay,
     secret_for,
@@ -414,3 +415,11 @@ def test_a_delivery_logs_with_the_jobs_request_id(settings, make_job, monkeypatc
 
     failed = [r for r in log_records if r.getMessage().startswith(f"webhook of job {job.pk}")]
     assert [r.request_id for r in failed] == ["submit-req-1"]
+
+
+def test_the_payload_is_the_job_as_the_api_shows_it(make_job):
+    job = make_job("https://hooks.example.com/done")
+    payload = job_webhook_payload(job)
+    assert payload["event"] == "job.finished"
+    assert payload["job"]["id"] == str(job.pk)
+    assert payload["job"]["status"] == job.status
