@@ -22,7 +22,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlplatform.settings.local")
 app = Celery("mlplatform")
 # Every Celery setting lives in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Tasks live in the top-level `workers` package, not inside the apps.
+# Tasks live in the top-level `workers` package, not inside the apps. Worker and beat
+# processes import these modules at start; a web process imports a task's module at its
+# first enqueue (apps/core/tasks.py), since apps name tasks and never import `workers`.
 app.autodiscover_tasks(["workers"], related_name="registry")
 app.autodiscover_tasks(["workers"], related_name="jobs")
 app.autodiscover_tasks(["workers"], related_name="optimization")
@@ -30,6 +32,9 @@ app.autodiscover_tasks(["workers"], related_name="optimization")
 
 @worker_init.connect
 def _start_metrics_exporter(**kwargs: object) -> None:
+    # Not a cycle: this module is the Celery application (process wiring, like the
+    # autodiscovery above), not an app; workers/metrics.py imports nothing from here, and
+    # only a worker process, once started, runs this.
     from workers.metrics import start_exporter
 
     start_exporter()

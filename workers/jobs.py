@@ -2,39 +2,29 @@
 
 import socket
 
-from celery import shared_task
-from django.conf import settings
 from django.db.models import Q
 
 from apps.core.middleware import request_id_var
 from apps.jobs import webhooks
 from apps.jobs.models import BatchJob
 from apps.jobs.services import job_run, reconcile_jobs
+from workers.profiles import task
 
 
-@shared_task(
-    name="workers.jobs.run_job",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_SECONDS,
-    time_limit=settings.JOB_TIME_LIMIT_SECONDS,
-)
+@task("batch_job")
 def run_job(job_id: str) -> str:
     """Claim and run (or resume) a job. Idempotent: a duplicate or redelivered message
     finds the job claimed or finished and does nothing."""
     return job_run(job_id=job_id, worker=f"{socket.gethostname()}:{run_job.request.hostname or ''}")
 
 
-@shared_task(name="workers.jobs.reconcile", ignore_result=True)
+@task("reconciler")
 def reconcile() -> None:
     """Periodic (Celery beat): enqueue again the jobs owed a worker."""
     reconcile_jobs()
 
 
-@shared_task(
-    name="workers.jobs.deliver_webhook", ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90
-)
+@task("webhook", name="workers.jobs.deliver_webhook")
 def deliver_job_webhook(job_id: str, attempt: int) -> None:
     """One delivery attempt of a finished job's webhook; a failure schedules the next
     with backoff. Runs on the small-task queue, with short timeouts, so a slow or

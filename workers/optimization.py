@@ -1,23 +1,17 @@
 """Optimization tasks. Thin: take string ids, call the services, which own the logic."""
 
-from celery import shared_task
-
 from apps.optimization.services import optimization_run, reconcile_optimizations
+from workers.profiles import task
 
 
-@shared_task(
-    name="workers.optimization.optimize_version",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-)
+@task("model_check")
 def optimize_version(run_id: str) -> str:
     """Apply a recipe to a version and register the result as a new version. Idempotent:
     a run already claimed or finished is left alone; attempts are capped."""
     return optimization_run(run_id=run_id)
 
 
-@shared_task(name="workers.optimization.reconcile", ignore_result=True)
+@task("reconciler")
 def reconcile() -> None:
     """Periodic (Celery beat): enqueue again the runs whose message or worker was lost."""
     reconcile_optimizations()

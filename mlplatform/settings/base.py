@@ -220,27 +220,22 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Inference tasks are long and CPU-bound: take one message at a time so a busy
 # worker does not hoard work another worker could do.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Ack after the task finishes, so a killed worker's task is redelivered: every task
-# here is idempotent (validation, jobs and webhooks check the database first).
+# Each task's own options (queue, late acks, time limits) are its profile in
+# workers/profiles.py. These are the defaults under them, for a task without one:
+# ack after the task finishes, so a killed worker's task is redelivered (every task
+# here is idempotent: validation, jobs and webhooks check the database first).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# Defaults for every task; the job task has its own, longer limits (below).
+# The time limits of the validation and reconciler profiles; the job profile has its
+# own, longer limits (JOB_*_TIME_LIMIT_SECONDS).
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=35 * 60)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Three queues, so a flood of one kind of work never starves another (docs/workers.md):
 # `validation` (model checks), `jobs` (batch inference), `default` (small tasks:
-# reconcilers, webhooks). Inference queues want prefetch 1 (above).
+# reconcilers, webhooks). Inference queues want prefetch 1 (above). Which task goes to
+# which queue is its profile (workers/profiles.py), which may only name a queue listed here.
 CELERY_QUEUES_MONITORED = ["validation", "jobs", "default"]  # mlplatform_queue_depth
-CELERY_TASK_ROUTES = {
-    "workers.registry.validate_model_version": {"queue": "validation"},
-    "workers.jobs.run_job": {"queue": "jobs"},
-    "workers.optimization.optimize_version": {"queue": "validation"},
-    "workers.optimization.reconcile": {"queue": "default"},
-    "workers.registry.reconcile": {"queue": "default"},
-    "workers.jobs.reconcile": {"queue": "default"},
-    "workers.jobs.deliver_webhook": {"queue": "default"},
-}
 # The database is the source of truth; the broker only rings the bell. Beat runs the
 # reconcilers, which re-enqueue work owed after a lost message, a dead worker or a
 # broker restart.
