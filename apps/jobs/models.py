@@ -126,8 +126,12 @@ class JobItem(models.Model):
         return f"item {self.index} of {self.job_id} ({self.status})"
 
 
-def _new_secret() -> str:
+def new_secret() -> str:
+    """A new webhook signing secret: the default of `WebhookSecret.secret`."""
     return secrets.token_urlsafe(32)
+
+
+_new_secret = new_secret  # the name migration 0001 refers to
 
 
 class WebhookSecret(models.Model):
@@ -136,7 +140,7 @@ class WebhookSecret(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret"
     )
-    secret = models.CharField(max_length=64, default=_new_secret)
+    secret = models.CharField(max_length=64, default=new_secret)
     rotated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
