@@ -246,9 +246,9 @@ class WebhookSecretApi(APIView):
     )
     def post(self, request: Request) -> Response:
         """Replace the secret; deliveries from now on are signed with the new one."""
-        from apps.jobs.models import _new_secret
+        from apps.jobs.models import new_secret
 
         secret, _ = WebhookSecret.objects.update_or_create(
-            user=request.user, defaults={"secret": _new_secret()}
+            user=request.user, defaults={"secret": new_secret()}
         )
         return Response(self.WebhookSecretOutputSerializer(secret).data)

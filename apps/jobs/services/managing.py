@@ -47,7 +47,7 @@ def job_delete(*, job: BatchJob) -> None:
             )
         names = list(locked.items.exclude(input_name="").values_list("input_name", flat=True))
         locked.delete()
-    submitting._delete_files(names)
+    submitting.delete_inputs(names)
 
 
 def job_retry(*, job: BatchJob) -> BatchJob:

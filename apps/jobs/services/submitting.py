@@ -110,10 +110,10 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
             winner = _existing(submission)
             if winner is None:
                 raise
-            _delete_files(stored)
+            delete_inputs(stored)
             return _replay(winner, fingerprint, api_key), False
     except BaseException:
-        _delete_files(stored)
+        delete_inputs(stored)
         raise
 
 
@@ -221,7 +221,7 @@ def enqueue_job(job_id: uuid.UUID) -> bool:
     return True
 
 
-def _delete_files(names: list[str]) -> None:
+def delete_inputs(names: list[str]) -> None:
     folders = set()
     for name in names:
         try:

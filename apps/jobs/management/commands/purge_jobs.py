@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.core.commands import days_from_now
 from apps.jobs.models import BatchJob
 from apps.jobs.services import job_delete
-from apps.jobs.services.submitting import _delete_files
+from apps.jobs.services.submitting import delete_inputs
 from apps.registry.storage import model_store
 
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
             job_delete(job=job)
             jobs += 1
         for folder in orphans:
-            _delete_files([f"{folder}/{name}" for name in model_store.listdir(folder)[1]] or [f"{folder}/-"])
+            delete_inputs([f"{folder}/{name}" for name in model_store.listdir(folder)[1]] or [f"{folder}/-"])
         self.stdout.write(f"Deleted {jobs} jobs and {len(orphans)} orphaned input folders.")
 
     @staticmethod
