@@ -59,14 +59,18 @@ def enlarged_size(size: tuple[int, int], pixels: int) -> tuple[int, int]:
     return round(size[0] * factor), round(size[1] * factor)
 
 
+def enlarge(image: Image.Image, pixels: int, quality: int = 90) -> bytes:
+    """`image` enlarged (bicubic, aspect ratio kept) to about `pixels` pixels, as a baseline
+    JPEG. Smooth, so cheap to entropy-decode: see detailed_12mp for a camera-like one."""
+    return encode(
+        image.resize(enlarged_size(image.size, pixels), Image.Resampling.BICUBIC), "JPEG", quality=quality
+    )
+
+
 @functools.cache
 def enlarged_photo(name: str, pixels: int = 12_000_000, quality: int = 90) -> bytes:
-    """A demo photo enlarged (bicubic, aspect ratio kept) to about `pixels` pixels, as a
-    baseline JPEG. Smooth: an upper bound on what fast decoding gains, see detailed_12mp."""
-    source = photo(name)
-    return encode(
-        source.resize(enlarged_size(source.size, pixels), Image.Resampling.BICUBIC), "JPEG", quality=quality
-    )
+    """A demo photo enlarged to about `pixels` pixels (see enlarge)."""
+    return enlarge(photo(name), pixels, quality)
 
 
 @functools.cache

@@ -40,9 +40,20 @@ FAST_DECODE_DEFAULT = False
 # model's numbers: docs/performance.md, "The photo-size ladder").
 FAST_DECODE_MARGIN = 2
 _DRAFTABLE = {"JPEG", "MPO"}  # libjpeg scales in the DCT domain; MPO frames are JPEGs
-# The image's size, after EXIF orientation, before a reduced decode: the resize keeps its
-# aspect ratio, so a drafted image comes out the same size as the full decode would.
-_SOURCE_SIZE = "mlplatform.source_size"
+# A drafted image's info: the size the full decode would have (after EXIF orientation) and
+# where the picture lies in what was decoded. libjpeg rounds a scaled side up (4001 px at
+# 1/4: 1001, of which 1000.25 is picture), so the resize reads that box, not the whole
+# image: same output size and sampling grid as from the full decode.
+_SOURCE = "mlplatform.source"
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # as ImageOps.exif_transpose turns them
 
 
 @dataclass
@@ -106,7 +117,7 @@ def decode_image(
             details={"width": width, "height": height, "max_pixels": max_pixels},
         )
     request = draft_request(preprocessing) if fmt in _DRAFTABLE else None
-    drafted = swapped = False
+    box, orientation = None, 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -114,9 +125,10 @@ def decode_image(
             # Only when libjpeg can scale by 2 or more: Pillow would otherwise still set up
             # a scale-1 "draft", and the decode would be described as reduced.
             if request and min(width // request[0], height // request[1]) >= 2:
-                drafted = image.draft(image.mode, request) is not None  # keeps CMYK, L, RGB
-                # Orientations 5-8 turn the image a quarter: its sides swap.
-                swapped = drafted and image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+                drafted = image.draft(image.mode, request)  # keeps CMYK, L, RGB
+                if drafted is not None:
+                    box = drafted[1]  # (0, 0, width / scale, height / scale)
+                    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no copy of every image without EXIF
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -124,10 +136,31 @@ def decode_image(
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
         raise UnprocessableInput(f"The image is corrupt or truncated: {exc}", code="invalid_image") from exc
     decoded_size = None
-    if drafted:
+    if box is not None:
         decoded_size = image.size
-        image.info[_SOURCE_SIZE] = (height, width) if swapped else (width, height)
+        turned = orientation in (5, 6, 7, 8)  # a quarter turn: the sides swap
+        source = (height, width) if turned else (width, height)
+        image.info[_SOURCE] = (source, _oriented_box(image.size, (box[2], box[3]), orientation))
     return DecodedImage(image=image, format=fmt or "", width=width, height=height, decoded_size=decoded_size)
+
+
+def _oriented_box(
+    size: tuple[int, int], picture: tuple[float, float], orientation: int
+) -> tuple[float, float, float, float]:
+    """Where a picture of `picture` size, decoded at the top left of an image now `size`
+    (already turned upright), lies after the EXIF orientation's transpose."""
+    method = _ORIENTATION_TRANSPOSE.get(orientation)
+    if orientation in (5, 6, 7, 8):  # a quarter turn: the sides swap
+        picture = (picture[1], picture[0])
+    # The corner the top-left one moved to, found by turning a 2x2 marker the same way.
+    marker = Image.new("L", (2, 2))
+    marker.putpixel((0, 0), 1)
+    if method is not None:
+        marker = marker.transpose(method)
+    right, bottom = next((x, y) for x in (0, 1) for y in (0, 1) if marker.getpixel((x, y)))
+    left = size[0] - picture[0] if right else 0.0
+    top = size[1] - picture[1] if bottom else 0.0
+    return (left, top, left + picture[0], top + picture[1])
 
 
 def _check_resized(size: tuple[int, int], max_pixels: int | None) -> None:
@@ -166,7 +199,7 @@ def image_to_array(
     resize = config.get("resize")
     if resize:
         # A drafted image is sized from the image as sent, so it comes out the same size.
-        width, height = image.info.get(_SOURCE_SIZE, image.size)
+        (width, height), box = image.info.get(_SOURCE, (image.size, None))
         if config.get("resize_mode", "shorter_side") == "exact":
             size = (resize, resize)
         elif width <= height:  # the shorter side becomes `resize` (rounding as torchvision)
@@ -178,7 +211,7 @@ def image_to_array(
             # fast_decode: box-reduce what was decoded whole (PNG, WebP, ...) to no less than
             # twice the target first; a drafted JPEG is already within that, so nothing more.
             gap = FAST_DECODE_MARGIN if fast_decode_enabled(config) else None
-            image = image.resize(size, resample, reducing_gap=gap)
+            image = image.resize(size, resample, box=box, reducing_gap=gap)
     crop = config.get("crop")
     if crop:
         width, height = image.size
