@@ -31,6 +31,8 @@ class Prediction(models.Model):
     class Source(models.TextChoices):
         SYNC = "sync"
         JOB = "job"
+        V2_REST = "v2-rest"
+        V2_GRPC = "v2-grpc"
 
     class Status(models.TextChoices):
         SUCCEEDED = "succeeded"

@@ -59,7 +59,8 @@ class Outcome:
     meta: dict[str, Any] = field(default_factory=dict)
     array: np.ndarray | None = None
     feeds: dict[str, np.ndarray] | None = None
-    output: dict[str, Any] = field(default_factory=dict)  # what the client gets
+    output: dict[str, Any] = field(default_factory=dict)  # what the client gets (JSON)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the model's outputs, for binary doors
     audit_output: dict[str, Any] = field(default_factory=dict)  # what the audit row keeps
     error: ApplicationError | None = None
 
@@ -69,7 +70,7 @@ class Outcome:
 
     def fail(self, error: ApplicationError) -> None:
         self.error, self.array, self.feeds = error, None, None
-        self.output = self.audit_output = {}
+        self.output, self.audit_output, self.arrays = {}, {}, {}
 
 
 class Run:
@@ -282,13 +283,15 @@ def _postprocess(
 ) -> None:
     """A classifier's images get their top k classes; anything else its output tensors, one
     slice of the batch per image."""
+    for i, outcome in enumerate(outcomes):
+        outcome.arrays = {n: a[i : i + 1] for n, a in outputs.items()} if batched else outputs
     if batched and version.model.task == MLModel.Task.IMAGE_CLASSIFICATION:
         softmax = version.preprocessing.get("softmax", False)
         rows = postprocessing.top_k(outputs[first_output], version.labels, top_k, apply_softmax=softmax)
         for outcome, row in zip(outcomes, rows, strict=True):
             outcome.output = outcome.audit_output = {"top_k": row}
         return
-    for i, outcome in enumerate(outcomes):
-        mine = {n: a[i : i + 1] for n, a in outputs.items()} if batched else outputs
+    for outcome in outcomes:
+        mine = outcome.arrays
         outcome.output = {"outputs": {n: postprocessing.tensor_to_json(a) for n, a in mine.items()}}
         outcome.audit_output = {"outputs": {n: postprocessing.tensor_summary(a) for n, a in mine.items()}}

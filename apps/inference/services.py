@@ -1,10 +1,11 @@
-"""The synchronous door onto the pipeline: check the request's limits, run it strictly,
-spend quota with its audit rows, and record every refusal."""
+"""Synchronous requests onto the pipeline, for every door: run strictly, spend quota with
+the audit rows, record every refusal. `predict` is the /api/v1 door's."""
 
 import base64
 import binascii
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,10 +54,13 @@ class PredictionRequest:
 
 @dataclass
 class Caller:
+    """Who asks, and through which door (the audit row's `source`)."""
+
     user: User
     api_key: ApiKey | None
     request_id: str
     client_address: str
+    source: str = Prediction.Source.SYNC
 
     def audit_context(self, version: ModelVersion, alias: str) -> audit.Context:
         return audit.Context.of(
@@ -64,7 +68,7 @@ class Caller:
             api_key=self.api_key,
             version=version,
             alias=alias,
-            source=Prediction.Source.SYNC,
+            source=self.source,
             request_id=self.request_id,
             client_address=self.client_address,
         )
@@ -86,35 +90,58 @@ def decode_base64_image(value: Any, index: int) -> ImageInput:
 def predict(
     *, caller: Caller, model: MLModel, version: ModelVersion, alias: str, request: PredictionRequest
 ) -> dict:
-    """Run one synchronous prediction request and record one audit row per input.
-
-    The quota is spent together with the audit rows once the result is known, in
-    one statement (one database round trip per prediction on PostgreSQL); a user
-    over quota gets 429 and no result. Failures after the version is known are
-    recorded as failed predictions, spend nothing, and propagate to the API.
-    """
+    """Run one synchronous /api/v1 prediction request; its answer as the API shows it."""
     started = time.perf_counter()
-    run = pipeline.Run(version, request.pipeline_inputs(), source=Prediction.Source.SYNC)
-    context = caller.audit_context(version, alias)
-    try:
-        check_servable(version)
-        _check_sync_limits(request)
-        run.execute(top_k=request.top_k, strict=True)
-        audit.sink.write(audit.rows(context, run.outcomes, started=started), spend_quota_of=caller.user)
-    except Exception as exc:
-        _record_failure(context, run.outcomes, exc, started)
-        raise
-    metrics.PREDICTIONS.labels(model.name, str(version.number), "sync", "succeeded").inc(request.count)
-    metrics.observe_stages(model.name, version.number, run.timings_ms)
+    run = run_strict(
+        caller=caller,
+        version=version,
+        alias=alias,
+        inputs=request.pipeline_inputs(),
+        top_k=request.top_k,
+        check=lambda: _check_sync_limits(request),
+    )
     timings = {**run.timings_ms, "total": round((time.perf_counter() - started) * 1000, 3)}
-    predictions = [outcome.output for outcome in run.outcomes]
     return {
         "model": model.name,
         "version": version.number,
         "alias": alias or None,
-        "predictions": predictions,
+        "predictions": [outcome.output for outcome in run.outcomes],
         "timings_ms": timings,
     }
+
+
+def run_strict(
+    *,
+    caller: Caller,
+    version: ModelVersion,
+    alias: str,
+    inputs: list[pipeline.Input],
+    top_k: int = 5,
+    check: Callable[[], None] | None = None,
+) -> pipeline.Run:
+    """Any door's synchronous request: the pipeline run strictly, one audit row per input.
+
+    The quota is spent together with the audit rows once the result is known, in
+    one statement (one database round trip per prediction on PostgreSQL); a user
+    over quota gets 429 and no result. Failures after the version is known, `check`'s
+    included, are recorded as failed predictions, spend nothing, and propagate.
+    """
+    started = time.perf_counter()
+    run = pipeline.Run(version, inputs, source=caller.source)
+    context = caller.audit_context(version, alias)
+    try:
+        check_servable(version)
+        if check is not None:
+            check()
+        run.execute(top_k=top_k, strict=True)
+        audit.sink.write(audit.rows(context, run.outcomes, started=started), spend_quota_of=caller.user)
+    except Exception as exc:
+        _record_failure(context, run.outcomes, exc, started)
+        raise
+    labels = (version.model.name, str(version.number), caller.source, "succeeded")
+    metrics.PREDICTIONS.labels(*labels).inc(len(run.outcomes))
+    metrics.observe_stages(version.model.name, version.number, run.timings_ms)
+    return run
 
 
 def _check_sync_limits(request: PredictionRequest) -> None:
@@ -141,25 +168,26 @@ def record_refusal(
     alias: str,
     error: Exception,
     request: PredictionRequest | None = None,
+    inputs: list[pipeline.Input] | None = None,
 ) -> None:
     """Record a request refused before the model ran (a body over the limit, bad parameters…):
-    one row per input when its inputs were read, else one row. A refused request with more
-    images than a synchronous call takes leaves one row with their count, so that one request
-    cannot write thousands of rows without spending quota."""
-    request = request or PredictionRequest()
-    images = request.images
-    if len(images) > settings.SYNC_MAX_IMAGES:
+    one row per input when its inputs were read (`request` or `inputs`), else one row. A
+    refused request with more inputs than a synchronous call takes leaves one row with their
+    count, so that one request cannot write thousands of rows without spending quota."""
+    inputs = inputs if inputs is not None else (request or PredictionRequest()).pipeline_inputs()
+    if len(inputs) > settings.SYNC_MAX_IMAGES:
         outcomes = [pipeline.Outcome(input=pipeline.Input())]
-        outcomes[0].meta = {"kind": "images", "count": len(images), "size": sum(len(i.data) for i in images)}
+        size = sum(len(i.data or b"") for i in inputs)
+        outcomes[0].meta = {"kind": "images", "count": len(inputs), "size": size}
     else:
-        outcomes = pipeline.Run(version, request.pipeline_inputs(), source=Prediction.Source.SYNC).outcomes
+        outcomes = pipeline.Run(version, inputs, source=caller.source).outcomes
     _record_failure(caller.audit_context(version, alias), outcomes, error, time.perf_counter())
 
 
 def _record_failure(
     context: audit.Context, outcomes: list[pipeline.Outcome], error: Exception, started: float
 ) -> None:
-    labels = (context.version.model.name, str(context.version.number), "sync", "failed")
+    labels = (context.version.model.name, str(context.version.number), context.source, "failed")
     metrics.PREDICTIONS.labels(*labels).inc(len(outcomes))
     try:
         audit.sink.write(audit.rows(context, outcomes, started=started, error=error))
