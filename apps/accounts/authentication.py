@@ -1,4 +1,8 @@
-"""DRF authentication: JWT (Bearer), API keys (Api-Key / X-API-Key) and, from settings, sessions.
+"""Authentication: JWT (Bearer), API keys (Api-Key / X-API-Key) and, from settings, sessions.
+
+Every door that takes credentials in headers reads them with `authenticate_headers`: DRF's
+classes below for HTTP, the gRPC door (apps/oip/grpc/) for its metadata. The rules are
+written once, here.
 
 Failed attempts are counted per client address; past AUTH_FAILURE_RATE a
 failure answers 429 instead of 401. Keys and tokens carry 256-bit secrets that
@@ -6,9 +10,12 @@ cannot be guessed, so a successful request pays no extra cache round trip for
 this; the password endpoint, where guessing is the threat, checks first.
 """
 
+from collections.abc import Mapping
+from functools import cache
+
 from django.conf import settings
 from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import HTTP_HEADER_ENCODING, BaseAuthentication
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt import authentication as jwt
@@ -27,15 +34,16 @@ def client_address(request: Request) -> str:
     return client_text(BaseThrottle().get_ident(request) or "", 64)  # X-Forwarded-For is the client's
 
 
-def _failure_identity(request: Request) -> str:
-    return f"authfail:{client_address(request)}"
+def _failure_identity(client: str) -> str:
+    return f"authfail:{client}"
 
 
 def check_auth_failures(request: Request) -> None:
     """Refuse an address that has failed authentication too often in the current window."""
     rate = ratelimit.parse_rate(settings.AUTH_FAILURE_RATE)
-    if ratelimit.peek(_failure_identity(request), rate) >= rate.limit:
-        verdict = ratelimit.hit(_failure_identity(request), rate, cost=0)
+    identity = _failure_identity(client_address(request))
+    if ratelimit.peek(identity, rate) >= rate.limit:
+        verdict = ratelimit.hit(identity, rate, cost=0)
         metrics.THROTTLED.labels("auth_failures").inc()
         raise exceptions.Throttled(
             wait=verdict.retry_after or rate.period, detail="Too many failed authentication attempts."
@@ -44,12 +52,28 @@ def check_auth_failures(request: Request) -> None:
 
 def record_auth_failure(request: Request) -> None:
     """Count a failure; raise Throttled (429) once the address is over its rate."""
-    verdict = ratelimit.hit(_failure_identity(request), ratelimit.parse_rate(settings.AUTH_FAILURE_RATE))
+    count_auth_failure(client_address(request))
+
+
+def count_auth_failure(client: str) -> None:
+    """Count a failure of `client` (an address); raise Throttled once it is over its rate."""
+    verdict = ratelimit.hit(_failure_identity(client), ratelimit.parse_rate(settings.AUTH_FAILURE_RATE))
     if not verdict.allowed:
         metrics.THROTTLED.labels("auth_failures").inc()
         raise exceptions.Throttled(
             wait=verdict.retry_after, detail="Too many failed authentication attempts."
         )
+
+
+def authenticate_headers(headers: Mapping[str, str], *, client: str) -> tuple[User, object] | None:
+    """The caller that request headers (or gRPC metadata) name, in the order of DRF's classes:
+    `authorization: Bearer <JWT>`, else an API key (`authorization: Api-Key <key>` or
+    `x-api-key`). Names are looked up in lower case (Django's request.headers ignores case;
+    gRPC metadata keys are lower case). None without credentials; a failure raises
+    AuthenticationFailed, counted against `client`, or Throttled once it is over its rate."""
+    return _jwt().authenticate_headers(headers, client=client) or _api_key().authenticate_headers(
+        headers, client=client
+    )
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -58,24 +82,27 @@ class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Api-Key"
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
-        raw = self._presented_key(request)
+        return self.authenticate_headers(request.headers, client=client_address(request))
+
+    def authenticate_headers(self, headers: Mapping[str, str], *, client: str) -> tuple[User, ApiKey] | None:
+        raw = self._presented_key(headers, client)
         if raw is None:
             return None
         try:
             api_key = api_key_authenticate(raw)
         except exceptions.AuthenticationFailed:
-            record_auth_failure(request)
+            count_auth_failure(client)
             raise
         return api_key.owner, api_key
 
-    def _presented_key(self, request: Request) -> str | None:
-        header = get_authorization_header(request).split()
-        if header and header[0].lower() == self.keyword.lower().encode():
+    def _presented_key(self, headers: Mapping[str, str], client: str) -> str | None:
+        header = headers.get("authorization", "").split()
+        if header and header[0].lower() == self.keyword.lower():
             if len(header) != 2:
-                record_auth_failure(request)
+                count_auth_failure(client)
                 raise exceptions.AuthenticationFailed("Malformed Api-Key header.", code="invalid_api_key")
-            return header[1].decode("latin-1")
-        return request.headers.get("X-API-Key") or None
+            return header[1]
+        return headers.get("x-api-key") or None
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
@@ -85,10 +112,28 @@ class JWTAuthentication(jwt.JWTAuthentication):
     """simplejwt's Bearer authentication, with failed attempts counted per address."""
 
     def authenticate(self, request: Request) -> tuple[User, object] | None:
-        if self.get_header(request) is None:
+        return self.authenticate_headers(request.headers, client=client_address(request))
+
+    def authenticate_headers(self, headers: Mapping[str, str], *, client: str) -> tuple[User, object] | None:
+        header = headers.get("authorization")
+        if header is None:
             return None
         try:
-            return super().authenticate(request)
+            raw_token = self.get_raw_token(header.encode(HTTP_HEADER_ENCODING, "replace"))
+            if raw_token is None:
+                return None
+            validated_token = self.get_validated_token(raw_token)
+            return self.get_user(validated_token), validated_token
         except exceptions.AuthenticationFailed:
-            record_auth_failure(request)
+            count_auth_failure(client)
             raise
+
+
+@cache
+def _jwt() -> JWTAuthentication:
+    return JWTAuthentication()
+
+
+@cache
+def _api_key() -> ApiKeyAuthentication:
+    return ApiKeyAuthentication()

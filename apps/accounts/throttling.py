@@ -8,12 +8,31 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from apps.accounts import ratelimit
+from apps.accounts.models import ApiKey, User
 from apps.accounts.permissions import request_api_key
 from apps.accounts.services import rate_for
 from apps.core import metrics
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
+
+
+def count_request(user: User, api_key: ApiKey | None, scope: str) -> ratelimit.Verdict | None:
+    """Count one request of `user` against their rate for `scope`, and against the key's own
+    `rate_limit_per_minute` when it has one; the verdict closer to its limit. None when the
+    scope has no rate for this user. Every door that throttles calls this."""
+    rate = rate_for(user, scope)
+    if rate is None:
+        return None
+    verdict = ratelimit.hit(f"user:{user.pk}:{scope}", rate)
+    if verdict.allowed and api_key is not None and api_key.rate_limit_per_minute:
+        key_rate = ratelimit.Rate(limit=api_key.rate_limit_per_minute, period=60)
+        key_verdict = ratelimit.hit(f"key:{api_key.pk}:{scope}", key_rate)
+        if not key_verdict.allowed or key_verdict.remaining < verdict.remaining:
+            verdict = key_verdict
+    if not verdict.allowed:
+        metrics.THROTTLED.labels(scope).inc()
+    return verdict
 
 
 class ScopedRateThrottle(BaseThrottle):
@@ -29,21 +48,12 @@ class ScopedRateThrottle(BaseThrottle):
         scope = getter(request) if getter else getattr(view, "throttle_scope", None)
         if scope is None or not request.user.is_authenticated:
             return True
-        rate = rate_for(request.user, scope)
-        if rate is None:
+        verdict = count_request(request.user, request_api_key(request), scope)
+        if verdict is None:
             return True
-        verdict = ratelimit.hit(f"user:{request.user.pk}:{scope}", rate)
-        api_key = request_api_key(request)
-        if verdict.allowed and api_key is not None and api_key.rate_limit_per_minute:
-            key_rate = ratelimit.Rate(limit=api_key.rate_limit_per_minute, period=60)
-            key_verdict = ratelimit.hit(f"key:{api_key.pk}:{scope}", key_rate)
-            if not key_verdict.allowed or key_verdict.remaining < verdict.remaining:
-                verdict = key_verdict
         request._request.ratelimit = verdict
         request._request.throttled_scope = scope
         self.verdict = verdict
-        if not verdict.allowed:
-            metrics.THROTTLED.labels(scope).inc()
         return verdict.allowed
 
     def wait(self) -> float | None:
