@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apps.core import views as core_views
+from apps.oip import apis as oip_apis
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,6 +12,8 @@ urlpatterns = [
     path("api/v1/", include("apps.inference.urls")),
     path("api/v1/", include("apps.jobs.urls")),
     path("api/v1/", include("apps.optimization.urls")),
+    path("v2/", include("apps.oip.urls")),
+    path("v2", oip_apis.ServerMetadataApi.as_view(), name="v2-server-metadata"),  # as clients ask: no slash
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -60,18 +60,7 @@ def _check_models() -> None:
 def readyz(request: HttpRequest) -> JsonResponse:
     if (refused := _only_get(request)) is not None:
         return refused
-    checks = {}
-    for name, check in (
-        ("database", _check_database),
-        ("broker", _check_broker),
-        ("model_store", _check_model_store),
-        ("models", _check_models),
-    ):
-        try:
-            check()
-            checks[name] = {"ok": True}
-        except Exception as exc:  # any failure means "not ready"; say which and why
-            checks[name] = {"ok": False, "error": str(exc)[:300]}
+    checks = readiness_checks()
     ready = all(check["ok"] for check in checks.values())
     return JsonResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
@@ -104,3 +93,23 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
     body = scrape(broker_url=settings.CELERY_BROKER_URL, queues=settings.CELERY_QUEUES_MONITORED)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+_CHECKS = {
+    "database": _check_database,
+    "broker": _check_broker,
+    "model_store": _check_model_store,
+    "models": _check_models,
+}
+
+
+def readiness_checks(names: tuple[str, ...] = tuple(_CHECKS)) -> dict[str, dict]:
+    """Each named check's verdict: {"ok": True} or {"ok": False, "error": why}."""
+    checks = {}
+    for name in names:
+        try:
+            _CHECKS[name]()
+            checks[name] = {"ok": True}
+        except Exception as exc:  # any failure means "not ready"; say which and why
+            checks[name] = {"ok": False, "error": str(exc)[:300]}
+    return checks

@@ -37,7 +37,7 @@ def top_k(
             {
                 "index": int(i),
                 "label": labels[i] if i < len(labels) else str(int(i)),
-                "score": _json_safe(round(float(row[i]), 6)),
+                "score": json_safe(round(float(row[i]), 6)),
             }
             for i in _best(row, k)
         ]
@@ -61,15 +61,15 @@ def tensor_to_json(array: np.ndarray) -> dict[str, Any]:
     """A named output as shape, dtype and data; NaN and ±Inf become null / strings, valid JSON."""
     data: Any = array.tolist()
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        data = _json_safe(data)
+        data = json_safe(data)
     return {"shape": list(array.shape), "dtype": array.dtype.name, "data": data}
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, float):
         if value != value:
             return None
@@ -85,10 +85,10 @@ def tensor_summary(array: np.ndarray) -> dict[str, Any]:
         finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
         if finite.size:
             # The mean in float64: float32 values near their limit would overflow to Inf
-            # (a row PostgreSQL refuses); a float64 output still can, so all pass _json_safe.
+            # (a row PostgreSQL refuses); a float64 output still can, so all pass json_safe.
             mean = round(float(np.mean(finite, dtype=np.float64)), 6)
             stats = {"min": float(np.min(finite)), "max": float(np.max(finite)), "mean": mean}
-            summary.update(_json_safe(stats))
+            summary.update(json_safe(stats))
         if array.size <= 16:
-            summary["data"] = _json_safe(array.tolist())
+            summary["data"] = json_safe(array.tolist())
     return summary

@@ -202,6 +202,15 @@ class SessionCache:
         with self._lock:
             return list(self._models)
 
+    def discard(self, key: tuple[int, str]) -> bool:
+        """Forget one loaded model (the next request loads it again); False if it was not loaded."""
+        with self._lock:
+            found = self._models.pop(key, None) is not None
+            metrics.SESSIONS_LOADED.set(len(self._models))
+        if found:
+            logger.info("Unloaded model %s from the session cache", key)
+        return found
+
     def clear(self) -> None:
         with self._lock:
             self._models.clear()

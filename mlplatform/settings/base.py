@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "apps.inference",
     "apps.jobs",
     "apps.optimization",
+    "apps.oip",
     "django_prometheus",
 ]
 

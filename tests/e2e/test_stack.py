@@ -230,6 +230,45 @@ def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -
     assert missing.json()["error"]["code"] == "not_found"
 
 
+def test_tritonclient_http_calls_a_live_gunicorn(stack: dict) -> None:
+    """NVIDIA's HTTP client, unmodified, against gunicorn: binary tensors, an encoded image with
+    the classification extension, gzip; with a JWT, as any Bearer token (needs the model above)."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    url = stack["url"]
+    token = login(url).headers["Authorization"]
+    client = httpclient.InferenceServerClient(url=url.removeprefix("http://"))
+    try:
+        assert client.is_server_ready()
+        assert client.is_model_ready("efficientnet-lite0", headers={"Authorization": token})
+        tensor = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
+        tensor.set_data_from_numpy(np.zeros((1, 3, 224, 224), np.float32))
+        result = client.infer(
+            "efficientnet-lite0",
+            [tensor],
+            headers={"Authorization": token},
+            request_compression_algorithm="gzip",
+            response_compression_algorithm="gzip",
+        )
+        assert result.as_numpy("logits").shape == (1, 1000)
+        image = httpclient.InferInput("input", [1], "BYTES")
+        image.set_data_from_numpy(
+            np.array([(ROOT / "demo" / "images" / "coffee.jpg").read_bytes()], np.object_)
+        )
+        top = client.infer(
+            "efficientnet-lite0",
+            [image],
+            outputs=[httpclient.InferRequestedOutput("logits", class_count=1)],
+            headers={"Authorization": token},
+        )
+        assert top.as_numpy("logits")[0][0].decode().endswith(":967:espresso")
+    finally:
+        client.close()
+    audit = login(url).get(f"{url}/api/v1/predictions/", params={"source": "v2-rest"}, timeout=10).json()
+    assert [row["status"] for row in audit["results"]] == ["succeeded", "succeeded"]
+
+
 @pytest.mark.skipif(
     not os.environ.get("REDIS_URL"), reason="shared through Redis; the embedded cache is per process"
 )
