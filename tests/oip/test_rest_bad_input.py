@@ -213,3 +213,22 @@ def test_a_model_not_ready_answers_400_on_ready_and_409_on_infer(api, tiny_versi
     body, n = binary_request([tiny_input()])
     assert_error(post(api, body, n, url="/v2/models/tiny/versions/1/infer"), 409, "ready")
     assert failed_rows() == ["version_not_ready"]
+
+
+def test_load_and_unload_are_for_admins_and_act_on_this_process(api, client_for, staff_user, tiny_version):
+    from apps.inference.sessions import sessions
+
+    key = (tiny_version.pk, tiny_version.sha256)
+    assert_error(api.post("/v2/repository/models/tiny/load"), 403)
+    admin = client_for(staff_user)
+    assert admin.post("/v2/repository/models/tiny/load").status_code == 200
+    assert key in set(sessions().keys())
+    assert admin.post("/v2/repository/models/tiny/unload").status_code == 200
+    assert key not in set(sessions().keys())
+    assert_error(admin.post("/v2/repository/models/nothing/load"), 404)
+
+
+def test_the_repository_index_lists_only_what_the_caller_sees(api, client_for, tiny_version):
+    assert api.post("/v2/repository/index").json() == [{"name": "tiny", "version": "1", "state": "READY"}]
+    assert client_for(UserFactory(username="eve")).post("/v2/repository/index").json() == []
+    assert_error(api.post("/v2/repository/index", b"[", content_type="application/json"), 400)
