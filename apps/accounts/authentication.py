@@ -12,6 +12,7 @@ this; the password endpoint, where guessing is the threat, checks first.
 
 from collections.abc import Mapping
 from functools import cache
+from types import SimpleNamespace
 
 from django.conf import settings
 from rest_framework import exceptions
@@ -31,6 +32,13 @@ def client_address(request: Request) -> str:
     """The client's address, honouring X-Forwarded-For only behind NUM_PROXIES trusted proxies.
 
     At most 64 characters, as the audit columns hold (an IPv6 address with a zone is ~50)."""
+    return client_address_of(request.headers, request.META.get("REMOTE_ADDR"))
+
+
+def client_address_of(headers: Mapping[str, str], remote_addr: str | None) -> str:
+    """client_address() for any door: its headers (or gRPC metadata, `x-forwarded-for`) and
+    the address of the connection's far end. DRF's rule (NUM_PROXIES), applied once."""
+    request = SimpleNamespace(headers=headers, META={"REMOTE_ADDR": remote_addr})
     return client_text(BaseThrottle().get_ident(request) or "", 64)  # X-Forwarded-For is the client's
 
 
