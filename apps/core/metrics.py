@@ -48,6 +48,19 @@ JOBS = Counter(
 )
 JOB_ITEMS = Counter("mlplatform_job_items_total", "Batch-job items processed, by status.", ["status"])
 THROTTLED = Counter("mlplatform_throttled_total", "Requests refused by a rate limit, by scope.", ["scope"])
+# The gRPC door (manage.py grpcserver): HTTP requests are counted by django-prometheus, gRPC
+# calls here. `method` is the RPC's name (ModelInfer...), `code` the gRPC status (OK, NOT_FOUND...).
+GRPC_CALLS = Counter(
+    "mlplatform_grpc_calls_total",
+    "gRPC calls of inference.GRPCInferenceService, by method and status code.",
+    ["method", "code"],
+)
+GRPC_CALL_SECONDS = Histogram(
+    "mlplatform_grpc_call_seconds",
+    "Time per gRPC call of inference.GRPCInferenceService, by method.",
+    ["method"],
+    buckets=LATENCY_BUCKETS,
+)
 
 
 def observe_stages(model: str, version: int, timings_ms: dict[str, float]) -> None:

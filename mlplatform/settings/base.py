@@ -158,6 +158,14 @@ SYNC_MAX_IMAGE_BYTES = env.int("SYNC_MAX_IMAGE_BYTES", default=10 * 1024 * 1024)
 SYNC_MAX_IMAGES = env.int("SYNC_MAX_IMAGES", default=32)
 # Decoded-size limit, checked from the image header before any pixel is decoded.
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
+# The Open Inference Protocol over gRPC (manage.py grpcserver, docs/operations.md): its port,
+# its threads (calls served at once; model calls still take INFERENCE_CONCURRENCY slots), the
+# largest message either way (larger is RESOURCE_EXHAUSTED), and the port of its own
+# Prometheus metrics (0: none).
+GRPC_PORT = env.int("GRPC_PORT", default=8001)
+GRPC_MAX_WORKERS = env.int("GRPC_MAX_WORKERS", default=8)
+GRPC_MAX_MESSAGE_BYTES = env.int("GRPC_MAX_MESSAGE_BYTES", default=SYNC_MAX_BODY_BYTES)
+GRPC_METRICS_PORT = env.int("GRPC_METRICS_PORT", default=0)
 PREDICT_DEFAULT_TOP_K = 5
 PREDICT_MAX_TOP_K = 100
 DATA_UPLOAD_MAX_MEMORY_SIZE = SYNC_MAX_BODY_BYTES  # JSON bodies with base64 images
