@@ -18,6 +18,7 @@ from apps.oip.grpc import server
 from tests.inference.conftest import photo
 
 pytestmark = pytest.mark.django_db(transaction=True)
+__all__ = ["grpc_server", "metadata", "stub", "triton"]  # the fixtures other modules import
 
 
 @pytest.fixture
