@@ -131,6 +131,8 @@ def _zero_known_series() -> None:
         JOBS.labels(status)
     for status in ("succeeded", "failed"):
         JOB_ITEMS.labels(status)
+    GRPC_CALLS.labels("ModelInfer", "OK")
+    GRPC_CALL_SECONDS.labels("ModelInfer")
 
 
 _zero_known_series()

@@ -201,7 +201,18 @@ def volume_mounts(service: dict) -> Iterator[tuple[str, str, str]]:
 
 
 def test_compose_defines_the_whole_stack(compose):
-    stack = {"postgres", "redis", "migrate", "web", "worker", "beat", "nginx", "prometheus", "grafana"}
+    stack = {
+        "postgres",
+        "redis",
+        "migrate",
+        "web",
+        "grpc",
+        "worker",
+        "beat",
+        "nginx",
+        "prometheus",
+        "grafana",
+    }
     assert set(services(compose)) >= stack
 
 
@@ -300,6 +311,39 @@ def test_prometheus_scrapes_the_web_and_every_worker_replica(compose):
     assert str(discovery["port"]) == environment(services(compose)["worker"])["WORKER_METRICS_PORT"]
     mounts = {source: target for _, source, target in volume_mounts(services(compose)["prometheus"])}
     assert mounts["./deploy/prometheus"] == "/etc/prometheus"
+
+
+def test_the_grpc_server_is_reached_through_nginx_and_scraped_on_its_metrics_port(compose):
+    grpc = services(compose)["grpc"]
+    env = environment(grpc)
+    assert grpc["command"] == ["python", "manage.py", "grpcserver"]
+    assert env["DJANGO_SETTINGS_MODULE"] == "mlplatform.settings.production"
+    assert env["NUM_PROXIES"] == "1", "nginx sends the client's address in x-forwarded-for"
+    assert "ports" not in grpc, "grpc is reached through nginx only"
+    assert {"edge", "backend"} <= set(grpc["networks"])
+    assert {env["GRPC_PORT"], env["GRPC_METRICS_PORT"]} <= set(grpc["expose"])
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env, "one process: its own registry"
+    assert f"127.0.0.1:{env['GRPC_PORT']}" in " ".join(grpc["healthcheck"]["test"])
+    conf = NGINX_CONF.read_text()
+    assert f"grpc://grpc:{env['GRPC_PORT']}" in conf
+    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS_DIR / "prometheus.yml")["scrape_configs"]}
+    (discovery,) = jobs["grpc"]["dns_sd_configs"]
+    assert discovery["names"] == ["grpc"] and str(discovery["port"]) == env["GRPC_METRICS_PORT"]
+
+
+def test_nginx_passes_grpc_over_tls_with_http2():
+    conf = NGINX_CONF.read_text()
+    assert re.search(r"listen 443 ssl http2\b", conf)
+    (grpc_location,) = re.findall(r"location ~ \^/\(([^)]*)\)/ \{([^}]*)\}", conf)
+    services_passed, body = grpc_location
+    assert services_passed.replace("\\", "").split("|") == [
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+    assert "grpc_pass $mlp_grpc_upstream;" in body
+    assert "grpc_set_header X-Forwarded-For $remote_addr;" in body
+    assert "grpc_set_header X-Request-ID $mlp_request_id;" in body
 
 
 def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(compose):

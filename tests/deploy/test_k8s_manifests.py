@@ -101,6 +101,28 @@ def test_workers_expose_metrics_and_are_probed_on_them():
     assert worker["command"][worker["command"].index("-Q") + 1] == "validation,jobs,default"
 
 
+def test_the_grpc_server_is_ready_by_the_grpc_health_service_and_alive_by_its_port():
+    grpc = containers(k8s_object("Deployment", "mlplatform-grpc"))["grpc"]
+    env = {item["name"]: item.get("value") for item in grpc["env"]}
+    ports = {port["name"]: port["containerPort"] for port in grpc["ports"]}
+    assert grpc["command"] == ["python", "manage.py", "grpcserver"]
+    assert str(ports["grpc"]) == env["GRPC_PORT"] and str(ports["metrics"]) == env["GRPC_METRICS_PORT"]
+    readiness = grpc["readinessProbe"]["grpc"]
+    assert readiness == {"port": ports["grpc"], "service": "inference.GRPCInferenceService"}
+    # NOT_SERVING (a database outage) must take the pod out of the Service, never restart it.
+    assert grpc["livenessProbe"]["tcpSocket"]["port"] == "grpc"
+    assert grpc["startupProbe"]["tcpSocket"]["port"] == "grpc"
+    annotations = k8s_object("Deployment", "mlplatform-grpc")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == env["GRPC_METRICS_PORT"]
+    service = k8s_object("Service", "mlplatform-grpc")["spec"]
+    (port,) = service["ports"]
+    assert port["targetPort"] == "grpc" and port["appProtocol"] == "kubernetes.io/h2c"
+    labels = k8s_object("Deployment", "mlplatform-grpc")["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    selector = k8s_object("PodDisruptionBudget", "mlplatform-grpc")["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+
+
 def test_metrics_folders_are_memory_backed_empty_dirs():
     for name, container in (("mlplatform-web", "web"), ("mlplatform-worker", "worker")):
         deployment = k8s_object("Deployment", name)
