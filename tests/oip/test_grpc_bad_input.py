@@ -86,6 +86,14 @@ def test_typed_contents_in_the_field_of_another_datatype_are_invalid_argument(st
     assert failed_rows() == ["invalid_inference_request"]
 
 
+def test_a_typed_value_out_of_its_datatypes_range_is_invalid_argument(stub, metadata, tiny_version):
+    request = pb.ModelInferRequest(model_name="tiny")
+    request.inputs.add(name="input", datatype="INT8", shape=[1, 3, 8, 8]).contents.int_contents.extend(
+        [300] * 192
+    )
+    refused(stub.ModelInfer, request, metadata, StatusCode.INVALID_ARGUMENT, "out of the range of INT8")
+
+
 def test_a_bytes_element_with_a_bad_length_prefix_is_invalid_argument(stub, metadata, tiny_version):
     raw = struct.pack("<I", 1000) + b"\xff\xd8 not a thousand bytes"
     request = pb.ModelInferRequest(model_name="tiny")
