@@ -5,7 +5,7 @@ orientation applied, then the version's preprocessing config (see
 apps/registry/preprocessing.py): colour mode, resize, crop, (x * scale - mean) / std,
 channel order, layout and dtype. Named tensor inputs: apps/inference/tensors.py.
 
-fast_decode (docs/decisions/0012-fast-jpeg-decode.md): a JPEG is decoded in the DCT
+fast_decode (docs/decisions/0013-fast-jpeg-decode.md): a JPEG is decoded in the DCT
 domain at 1/2, 1/4 or 1/8 scale (Image.draft), never below twice the resize target, then
 resized as usual; other formats are decoded whole and box-reduced to no less than twice
 the target before the resize (reducing_gap). A config without the key keeps the full
@@ -32,7 +32,7 @@ _RESAMPLING = {
 
 
 # A config without "fast_decode" (every version stored before the option existed) decodes
-# in full, as it always has; the serializer gives new versions True. See ADR 0012.
+# in full, as it always has; the serializer gives new versions True. See ADR 0013.
 FAST_DECODE_DEFAULT = False
 # Drafting and reducing stop at this multiple of the resize target: the last resize then
 # still averages at least 2x2 source pixels per output pixel, so the answer stays close to

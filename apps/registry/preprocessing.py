@@ -31,9 +31,10 @@ class PreprocessingConfigSerializer(serializers.Serializer):
     # What to do with NaN or ±Inf in tensor inputs: refuse them (422) or pass them to the model.
     non_finite = serializers.ChoiceField(choices=["reject", "allow"], default="reject")
     # Decode a large JPEG at 1/2, 1/4 or 1/8 scale (never below twice `resize`), and reduce
-    # other formats likewise before the resize: 12 MP photos preprocess about 5x faster, with
-    # answers within 0.05 in softmax. On for new versions; a stored config without the key
-    # (versions from before it) decodes in full. See docs/decisions/0012-fast-jpeg-decode.md.
+    # other formats likewise before the resize: a 12 MP JPEG preprocesses 2-4x faster, the
+    # demo model's answers within 0.025 in softmax. On for new versions; a stored config
+    # without the key (versions from before it) decodes in full. See
+    # docs/decisions/0013-fast-jpeg-decode.md.
     fast_decode = serializers.BooleanField(default=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

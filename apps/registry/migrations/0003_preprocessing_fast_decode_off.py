@@ -1,6 +1,6 @@
 """Existing versions keep the full image decode: fast_decode false in their preprocessing.
 
-The option (docs/decisions/0012-fast-jpeg-decode.md) is on by default for versions made
+The option (docs/decisions/0013-fast-jpeg-decode.md) is on by default for versions made
 from now on; versions made before it must not change their answers under their users.
 A config without the key already decodes in full at run time; this writes the choice
 down, so that the API and the admin show it and a later change of the runtime default
