@@ -36,9 +36,14 @@ class ApiKeyScope(BasePermission):
             raise PermissionDenied(
                 "This endpoint cannot be used with an API key.", code="api_key_not_allowed"
             )
-        if not api_key.has_scope(scope):
-            raise PermissionDenied(f"This API key lacks the '{scope}' scope.", code="scope_missing")
+        require_scope(api_key, scope)
         return True
+
+
+def require_scope(api_key: ApiKey | None, scope: str) -> None:
+    """403 scope_missing for an API key without `scope` (any door; others act as their user)."""
+    if api_key is not None and not api_key.has_scope(scope):
+        raise PermissionDenied(f"This API key lacks the '{scope}' scope.", code="scope_missing")
 
 
 class RegistryScope:

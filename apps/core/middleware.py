@@ -17,6 +17,11 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+def accepted_request_id(supplied: str) -> str:
+    """The client's request id if it is short and plain, else a new one (any door)."""
+    return supplied if _VALID_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+
+
 def current_request_id() -> str:
     return request_id_var.get()
 
@@ -27,7 +32,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("X-Request-ID", "")
-        request_id = supplied if _VALID_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        request_id = accepted_request_id(supplied)
         request.request_id = request_id
         token = request_id_var.set(request_id)
         try:

@@ -21,7 +21,7 @@ from apps.core.exceptions import ApplicationError, InvalidInput, NotFound
 from apps.core.views import readiness_checks
 from apps.inference import pipeline, postprocessing
 from apps.inference.services import Caller, record_refusal, run_strict
-from apps.inference.targets import resolve_target
+from apps.inference.targets import check_servable, resolve_target
 from apps.oip.datatypes import BYTES, oip_datatype
 from apps.oip.protocol import InferInput, InferRequest, InferResponse, OutputTensor, bad_request
 from apps.registry.models import MLModel, ModelVersion
@@ -109,6 +109,7 @@ def model_infer(
     model, found, alias = target(user=caller.user, api_key=caller.api_key, name=name, version=version)
     inputs: list[pipeline.Input] | None = None
     try:
+        check_servable(found)  # before the request is read against a signature it may not have yet
         if callable(request):
             request = request()
         inputs = pipeline_inputs(found, request)

@@ -232,3 +232,11 @@ def test_the_repository_index_lists_only_what_the_caller_sees(api, client_for, t
     assert api.post("/v2/repository/index").json() == [{"name": "tiny", "version": "1", "state": "READY"}]
     assert client_for(UserFactory(username="eve")).post("/v2/repository/index").json() == []
     assert_error(api.post("/v2/repository/index", b"[", content_type="application/json"), 400)
+
+
+def test_a_version_still_validating_is_409_not_a_signature_error(api, tiny_version):
+    tiny_version.status, tiny_version.signature = "validating", {}
+    tiny_version.save()
+    body, n = binary_request([tiny_input()])
+    assert_error(post(api, body, n, url="/v2/models/tiny/versions/1/infer"), 409, "validating")
+    assert failed_rows() == ["version_not_ready"]

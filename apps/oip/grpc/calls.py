@@ -18,9 +18,7 @@
 import functools
 import logging
 import math
-import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,11 +28,12 @@ from rest_framework import exceptions as drf
 
 from apps.accounts.authentication import authenticate_headers, client_address_of
 from apps.accounts.models import ApiKey, User
+from apps.accounts.permissions import require_scope
 from apps.accounts.ratelimit import Verdict
 from apps.accounts.throttling import count_request
 from apps.core import metrics
 from apps.core.exception_handler import describe_error
-from apps.core.middleware import request_id_var
+from apps.core.middleware import accepted_request_id, request_id_var
 from apps.inference.models import Prediction
 from apps.inference.services import Caller
 
@@ -56,7 +55,6 @@ STATUS_CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
 }
 # As RequestIdMiddleware accepts X-Request-ID: a supplied id is echoed, so it stays plain.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def metadata_dict(metadata: Iterable[tuple[str, Any]] | None) -> dict[str, str]:
@@ -89,7 +87,7 @@ class Call:
         self.method = method
         self.metadata = metadata_dict(context.invocation_metadata())
         supplied = self.metadata.get("x-request-id", "")
-        self.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        self.request_id = accepted_request_id(supplied)
         # x-forwarded-for counts behind NUM_PROXIES trusted proxies, as on HTTP (nginx's grpc_pass).
         self.client = client_address_of(self.metadata, peer_address(context.peer() or ""))
         self.user: User | None = None
@@ -105,8 +103,7 @@ class Call:
             )
         self.user, auth = found
         self.api_key = auth if isinstance(auth, ApiKey) else None
-        if self.api_key is not None and not self.api_key.has_scope(scope):
-            raise drf.PermissionDenied(f"This API key lacks the '{scope}' scope.", code="scope_missing")
+        require_scope(self.api_key, scope)
 
     def throttle(self, scope: str) -> None:
         self.verdict = count_request(self.user, self.api_key, scope)
