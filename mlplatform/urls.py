@@ -1,8 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerOauthRedirectView,
+    SpectacularSwaggerView,
+)
 
 from apps.core import views as core_views
+from apps.oauth import views as oauth_views
 from apps.oip import apis as oip_apis
 
 urlpatterns = [
@@ -12,10 +18,21 @@ urlpatterns = [
     path("api/v1/", include("apps.inference.urls")),
     path("api/v1/", include("apps.jobs.urls")),
     path("api/v1/", include("apps.optimization.urls")),
+    path("api/v1/", include("apps.oauth.urls")),
+    # OAuth 2.0: the authorization server's endpoints, and the login page of ordinary users
+    path("", include("apps.oauth.endpoints")),
+    path("login/", oauth_views.LoginView.as_view(), name="login"),
+    path("logout/", oauth_views.LogoutView.as_view(), name="logout"),
     path("v2/", include("apps.oip.urls")),
     path("v2", oip_apis.ServerMetadataApi.as_view(), name="v2-server-metadata"),  # as clients ask: no slash
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Swagger UI's OAuth 2.0 redirect (register it as a redirect URI of an application)
+    path(
+        "api/docs/oauth2-redirect.html",
+        SpectacularSwaggerOauthRedirectView.as_view(),
+        name="swagger-oauth-redirect",
+    ),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),

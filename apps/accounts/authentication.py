@@ -1,4 +1,5 @@
-"""Authentication: JWT (Bearer), API keys (Api-Key / X-API-Key) and, from settings, sessions.
+"""Authentication: Bearer (a JWT or an OAuth access token), API keys (Api-Key / X-API-Key)
+and, from settings, sessions.
 
 Every door that takes credentials in headers reads them with `authenticate_headers`: DRF's
 classes below for HTTP, the gRPC door (apps/oip/grpc/) for its metadata. The rules are
@@ -22,10 +23,14 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt import authentication as jwt
 
 from apps.accounts import ratelimit
+from apps.accounts.credentials import credential_of, log_fields
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import api_key_authenticate
 from apps.core import metrics
+from apps.core.middleware import log_context
 from apps.core.text import client_text
+from apps.oauth.authentication import access_token_authenticate
+from apps.oauth.tokens import is_oauth_token
 
 
 def client_address(request: Request) -> str:
@@ -75,11 +80,12 @@ def count_auth_failure(client: str) -> None:
 
 def authenticate_headers(headers: Mapping[str, str], *, client: str) -> tuple[User, object] | None:
     """The caller that request headers (or gRPC metadata) name, in the order of DRF's classes:
-    `authorization: Bearer <JWT>`, else an API key (`authorization: Api-Key <key>` or
-    `x-api-key`). Names are looked up in lower case (Django's request.headers ignores case;
-    gRPC metadata keys are lower case). None without credentials; a failure raises
-    AuthenticationFailed, counted against `client`, or Throttled once it is over its rate."""
-    return _jwt().authenticate_headers(headers, client=client) or _api_key().authenticate_headers(
+    `authorization: Bearer <JWT or OAuth access token>`, else an API key (`authorization:
+    Api-Key <key>` or `x-api-key`). Names are looked up in lower case (Django's
+    request.headers ignores case; gRPC metadata keys are lower case). None without
+    credentials; a failure raises AuthenticationFailed, counted against `client`, or
+    Throttled once it is over its rate."""
+    return _bearer().authenticate_headers(headers, client=client) or _api_key().authenticate_headers(
         headers, client=client
     )
 
@@ -116,11 +122,20 @@ class ApiKeyAuthentication(BaseAuthentication):
         return self.keyword
 
 
-class JWTAuthentication(jwt.JWTAuthentication):
-    """simplejwt's Bearer authentication, with failed attempts counted per address."""
+class BearerAuthentication(jwt.JWTAuthentication):
+    """`Authorization: Bearer <token>`: a JWT (simplejwt), or an OAuth 2.0 access token.
+
+    One step tells them apart by the token's form, never by trying one and failing over to
+    the other: an OAuth token starts with its prefix (`mlpat_`, apps/oauth/tokens.py), which
+    no JWT can (a JWT is `eyJ…`, three dotted base64url parts). request.auth is then the
+    OAuthToken, which narrows its user as an API key does, or simplejwt's validated token.
+    Failed attempts are counted per address."""
 
     def authenticate(self, request: Request) -> tuple[User, object] | None:
-        return self.authenticate_headers(request.headers, client=client_address(request))
+        found = self.authenticate_headers(request.headers, client=client_address(request))
+        if found is not None:
+            log_context(request).update(log_fields(credential_of(found[1])))
+        return found
 
     def authenticate_headers(self, headers: Mapping[str, str], *, client: str) -> tuple[User, object] | None:
         header = headers.get("authorization")
@@ -130,6 +145,10 @@ class JWTAuthentication(jwt.JWTAuthentication):
             raw_token = self.get_raw_token(header.encode(HTTP_HEADER_ENCODING, "replace"))
             if raw_token is None:
                 return None
+            text = raw_token.decode(HTTP_HEADER_ENCODING, "replace")
+            if is_oauth_token(text):
+                token = access_token_authenticate(text)
+                return token.user, token
             validated_token = self.get_validated_token(raw_token)
             return self.get_user(validated_token), validated_token
         except exceptions.AuthenticationFailed:
@@ -138,8 +157,8 @@ class JWTAuthentication(jwt.JWTAuthentication):
 
 
 @cache
-def _jwt() -> JWTAuthentication:
-    return JWTAuthentication()
+def _bearer() -> BearerAuthentication:
+    return BearerAuthentication()
 
 
 @cache

@@ -25,6 +25,8 @@ class ApiKey(models.Model):
         PREDICT = "predict"
         JOBS = "jobs"
 
+    label = "API key"  # a Credential (apps/accounts/credentials.py), as OAuth tokens are
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=8, unique=True)

@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import limits_for, usage_for
+from apps.oauth.credentials import OAuthToken
 from apps.registry.models import ModelGrant
 
 
@@ -29,6 +30,8 @@ def profile(*, user: User, auth: Any) -> dict[str, Any]:
     limits = limits_for(user)
     if isinstance(auth, ApiKey):
         authenticated_with = f"api_key:mlp_{auth.prefix}"
+    elif isinstance(auth, OAuthToken):
+        authenticated_with = f"oauth:{auth.client_id}"
     elif auth is None:
         authenticated_with = "session"
     else:

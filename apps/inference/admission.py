@@ -63,7 +63,7 @@ def check_can_divert(api_key: ApiKey | None, reason: str) -> None:
     if api_key is not None and not api_key.has_scope(ApiKey.Scope.JOBS):
         raise PayloadTooLarge(
             f"{reason} {LARGE_INPUT_HINT} Such a request becomes a batch job, which "
-            "needs an API key with the 'jobs' scope.",
+            f"needs an {api_key.label} with the 'jobs' scope.",
             details={
                 "sync_limit_bytes": settings.SYNC_MAX_BODY_BYTES,
                 "sync_max_image_bytes": settings.SYNC_MAX_IMAGE_BYTES,

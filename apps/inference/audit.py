@@ -17,7 +17,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import exceptions as drf_exceptions
 
-from apps.accounts.models import ApiKey, User
+from apps.accounts.credentials import Credential, recorded_ids
+from apps.accounts.models import User
 from apps.accounts.services import QuotaExceeded, quota_consume, quota_spend_statement
 from apps.core.exception_handler import describe_error
 from apps.inference.models import Prediction
@@ -36,21 +37,32 @@ class Context:
     source: str
     request_id: str
     client_address: str
+    oauth_application_id: int | None = None
 
     @classmethod
     def of(
         cls,
         *,
         user: User,
-        api_key: ApiKey | None,
+        api_key: Credential | None,
         version: ModelVersion,
         alias: str,
         source: str,
         request_id: str,
         client_address: str,
     ) -> "Context":
-        api_key_id = api_key.pk if api_key is not None else None
-        return cls(user.pk, api_key_id, version, alias, source, request_id, client_address)
+        """`api_key` is the request's narrowing credential: an API key or an OAuth token."""
+        ids = recorded_ids(api_key)
+        return cls(
+            user.pk,
+            ids["api_key_id"],
+            version,
+            alias,
+            source,
+            request_id,
+            client_address,
+            ids["oauth_application_id"],
+        )
 
 
 def rows(
@@ -67,6 +79,7 @@ def rows(
         "created_at": timezone.now(),
         "user_id": context.user_id,
         "api_key_id": context.api_key_id,
+        "oauth_application_id": context.oauth_application_id,
         "model_version_id": context.version.pk,
         "model_name": context.version.model.name,
         "version_number": context.version.number,

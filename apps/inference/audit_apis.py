@@ -17,6 +17,9 @@ from apps.inference.models import Prediction
 class PredictionOutputSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username", default=None)
     api_key = serializers.SerializerMethodField()
+    oauth_application = serializers.CharField(
+        source="oauth_application.client_id", default=None, help_text="The OAuth client, for a token's rows."
+    )
     model = serializers.CharField(source="model_name")
     version = serializers.IntegerField(source="version_number")
 
@@ -27,6 +30,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "user",
             "api_key",
+            "oauth_application",
             "model",
             "version",
             "alias",

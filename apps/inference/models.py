@@ -51,6 +51,20 @@ class Prediction(models.Model):
     api_key = models.ForeignKey(
         "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
     )
+    # The OAuth application whose access token made the request. Added to the largest table
+    # as a bare nullable column (no rewrite): no index, written on every prediction and not
+    # needed by any lookup, and no foreign-key constraint, whose validation would scan the
+    # table under an exclusive lock. An application is disabled rather than deleted; a
+    # deleted one leaves its id here, as the copied-in model names stay.
+    oauth_application = models.ForeignKey(
+        "oauth.Application",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
     model_version = models.ForeignKey(
         "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
     )

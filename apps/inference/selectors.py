@@ -28,4 +28,4 @@ def prediction_list(
         predictions = predictions.filter(created_at__lt=filters["until"])
     if filters.get("request_id"):
         predictions = predictions.filter(request_id=filters["request_id"])
-    return predictions.select_related("user", "api_key").order_by("-id")
+    return predictions.select_related("user", "api_key", "oauth_application").order_by("-id")

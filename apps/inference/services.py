@@ -11,7 +11,8 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.accounts.models import ApiKey, User
+from apps.accounts.credentials import Credential
+from apps.accounts.models import User
 from apps.core import metrics
 from apps.core.exceptions import InvalidInput, PayloadTooLarge, UnprocessableInput
 from apps.inference import audit, pipeline
@@ -57,7 +58,7 @@ class Caller:
     """Who asks, and through which door (the audit row's `source`)."""
 
     user: User
-    api_key: ApiKey | None
+    api_key: Credential | None  # an API key or an OAuth token: the audit row records which
     request_id: str
     client_address: str
     source: str = Prediction.Source.SYNC

@@ -44,6 +44,10 @@ class BatchJob(models.Model):
     api_key = models.ForeignKey(
         "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    # The OAuth application whose token submitted the job; its audit rows record it too.
+    oauth_application = models.ForeignKey(
+        "oauth.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
     model_version = models.ForeignKey(
         "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )

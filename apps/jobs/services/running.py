@@ -167,6 +167,7 @@ def _write(job: BatchJob, items: list[JobItem], outcomes: list[pipeline.Outcome]
     context = audit.Context(
         user_id=job.owner_id,
         api_key_id=job.api_key_id,
+        oauth_application_id=job.oauth_application_id,
         version=job.model_version,
         alias=job.alias,
         source=Prediction.Source.JOB,

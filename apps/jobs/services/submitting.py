@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
+from apps.accounts.credentials import Credential, recorded_ids
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import quota_consume
 from apps.core import metrics
@@ -42,7 +43,7 @@ class JobSubmission:
     """What a client asked for; `sources` yields the inputs (read once, lazily)."""
 
     user: User
-    api_key: ApiKey | None
+    api_key: Credential | None  # an API key or an OAuth token: the job records which
     model: str
     version: int | None = None
     alias: str | None = None
@@ -55,12 +56,13 @@ class JobSubmission:
     sources: list[Iterator[JobInput]] = field(default_factory=list)
 
 
-def job_admit(*, api_key: ApiKey | None, body_bytes: int) -> None:
-    """Whether a request may become a job at all, before its body is read: an API key needs
-    the 'jobs' scope (403 scope_missing), and the body must fit JOB_MAX_BYTES (413)."""
+def job_admit(*, api_key: Credential | None, body_bytes: int) -> None:
+    """Whether a request may become a job at all, before its body is read: an API key (or an
+    OAuth token) needs the 'jobs' scope (403 scope_missing), and the body must fit
+    JOB_MAX_BYTES (413)."""
     if api_key is not None and not api_key.has_scope(ApiKey.Scope.JOBS):
         raise PermissionDenied(
-            "This request becomes a batch job, which needs an API key with the 'jobs' scope.",
+            f"This request becomes a batch job, which needs an {api_key.label} with the 'jobs' scope.",
             code="scope_missing",
         )
     if body_bytes > settings.JOB_MAX_BYTES:
@@ -123,7 +125,7 @@ def _existing(submission: JobSubmission) -> BatchJob | None:
     return jobs_with_idempotency_key(user=submission.user, key=submission.idempotency_key).first()
 
 
-def _replay(job: BatchJob, fingerprint: str, api_key: ApiKey | None) -> BatchJob:
+def _replay(job: BatchJob, fingerprint: str, api_key: Credential | None) -> BatchJob:
     if job.fingerprint != fingerprint:
         # A key limited to other models does not learn the job's id.
         shown = api_key is None or api_key.allows_model(job.model_name)
@@ -184,7 +186,7 @@ def _create(
     job = BatchJob.objects.create(
         id=job_id,
         owner=submission.user,
-        api_key=submission.api_key,
+        **recorded_ids(submission.api_key),
         model_version=version,
         model_name=version.model.name,
         version_number=version.number,

@@ -5,8 +5,9 @@
 - the request id: the `x-request-id` metadata if it is plain and short, else a new one; sent
   back in the initial metadata and set for the logs and the audit rows;
 - credentials from the metadata, read by the one function DRF's classes use
-  (`authenticate_headers`): `authorization: Bearer <JWT>`, `authorization: Api-Key <key>`
-  or `x-api-key`; an API key needs the call's scope;
+  (`authenticate_headers`): `authorization: Bearer <JWT or OAuth access token>`,
+  `authorization: Api-Key <key>` or `x-api-key`; an API key or OAuth token needs the call's
+  scope;
 - the throttle: the caller's rate for the scope, counted by the one function DRF's throttle
   uses (`count_request`); the window's numbers go back in trailing metadata;
 - errors: the platform's HTTP status becomes the gRPC code (below), its message the
@@ -27,7 +28,8 @@ from django.db import close_old_connections
 from rest_framework import exceptions as drf
 
 from apps.accounts.authentication import authenticate_headers, client_address_of
-from apps.accounts.models import ApiKey, User
+from apps.accounts.credentials import Credential, credential_of, log_fields
+from apps.accounts.models import User
 from apps.accounts.permissions import require_scope
 from apps.accounts.ratelimit import Verdict
 from apps.accounts.throttling import count_request
@@ -91,7 +93,7 @@ class Call:
         # x-forwarded-for counts behind NUM_PROXIES trusted proxies, as on HTTP (nginx's grpc_pass).
         self.client = client_address_of(self.metadata, peer_address(context.peer() or ""))
         self.user: User | None = None
-        self.api_key: ApiKey | None = None
+        self.api_key: Credential | None = None
         self.verdict: Verdict | None = None
 
     def authenticate(self, scope: str) -> None:
@@ -102,7 +104,7 @@ class Call:
                 "(authorization: Bearer <token>) in the call's metadata."
             )
         self.user, auth = found
-        self.api_key = auth if isinstance(auth, ApiKey) else None
+        self.api_key = credential_of(auth)  # an API key or an OAuth token
         require_scope(self.api_key, scope)
 
     def throttle(self, scope: str) -> None:
@@ -212,5 +214,6 @@ def _record(call: Call, status: grpc.StatusCode, started: float) -> None:
             "latency_ms": round(seconds * 1000, 2),
             "user_id": call.user.pk if call.user is not None else None,
             "client": call.client,
+            **log_fields(call.api_key),
         },
     )
