@@ -2,6 +2,23 @@
 
 __version__ = "0.1.0"
 
-from mlplatform_client.api import ApiError, Client, ClientError, Job, SubmitResult, TransportError
+from mlplatform_client.api import (
+    ApiError,
+    Client,
+    ClientCredentials,
+    ClientError,
+    Job,
+    SubmitResult,
+    TransportError,
+)
 
-__all__ = ["ApiError", "Client", "ClientError", "Job", "SubmitResult", "TransportError", "__version__"]
+__all__ = [
+    "ApiError",
+    "Client",
+    "ClientCredentials",
+    "ClientError",
+    "Job",
+    "SubmitResult",
+    "TransportError",
+    "__version__",
+]

@@ -1,5 +1,9 @@
 """A small typed client for the mlplatform batch-jobs HTTP API, on the standard library only.
 
+It authenticates with an API key, or with OAuth 2.0 client credentials: it then fetches an
+access token from the server's token endpoint, and a new one shortly before that expires or
+when the server refuses it (revoked), with no help from the caller.
+
 Every call either returns the decoded JSON of a 2xx answer or raises:
 
 * `ApiError` — the server answered with an error (`{"error": {"code", "message", ...}}`);
@@ -10,13 +14,16 @@ are retried on connection errors; the server answers a repeated submission with 
 job the first one created, so a retry never makes a second job.
 """
 
+import base64
 import http.client
+import io
 import json
 import mimetypes
 import os
 import shutil
 import ssl
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -33,6 +40,12 @@ from mlplatform_client import __version__
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 JOBS_PATH = "/api/v1/jobs/"
+TOKEN_PATH = "/oauth/token/"  # noqa: S105 (a path, not a secret)
+# An access token is fetched again this long before it expires (at most half its lifetime),
+# so that no request leaves with a token about to lapse.
+TOKEN_RENEW_MARGIN_SECONDS = 30.0
+# The server's codes for a token it no longer takes: fetch a new one and send the request again.
+_STALE_TOKEN_CODES = frozenset({"invalid_token", "token_expired"})
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 ResultFormat = Literal["jsonl", "csv"]
 RESULT_FORMATS: tuple[ResultFormat, ...] = ("jsonl", "csv")
@@ -163,22 +176,51 @@ def write_multipart(
     out.write(dash + b"--\r\n")
 
 
+class ClientCredentials:
+    """OAuth 2.0 client credentials (RFC 6749 §4.4) and the access token they last got. The
+    grant has no refresh token: refreshing is asking for a new token."""
+
+    def __init__(self, client_id: str, client_secret: str, *, scope: str | None = None) -> None:
+        if not client_id or not client_secret:
+            raise ValueError("client credentials need both a client id and a client secret")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.scope = scope
+        self.token: str | None = None
+        self.renew_at = 0.0  # time.monotonic() after which the token is fetched again
+        self.lock = threading.Lock()
+
+    def basic_authorization(self) -> str:
+        # RFC 6749 §2.3.1: id and secret are form-encoded before they are joined and encoded.
+        pair = f"{urllib.parse.quote_plus(self.client_id)}:{urllib.parse.quote_plus(self.client_secret)}"
+        return "Basic " + base64.b64encode(pair.encode()).decode()
+
+    def keep(self, token: str, expires_in: float) -> None:
+        self.token = token
+        self.renew_at = time.monotonic() + expires_in - min(TOKEN_RENEW_MARGIN_SECONDS, expires_in / 2)
+
+
 class Client:
-    """The batch-jobs API of one server, authenticated with one API key."""
+    """The batch-jobs API of one server, authenticated with an API key or OAuth 2.0 client
+    credentials (`credentials`)."""
 
     def __init__(
         self,
         base_url: str = DEFAULT_URL,
         api_key: str | None = None,
         *,
+        credentials: ClientCredentials | None = None,
         timeout: float = 60.0,
         retries: int = 3,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"the server URL must be http:// or https://, not {base_url!r}")
+        if api_key and credentials:
+            raise ValueError("authenticate with an API key or with client credentials, not both")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.credentials = credentials
         self.timeout = timeout
         self.retries = retries
 
@@ -279,6 +321,57 @@ class Client:
             raise
         return written
 
+    # -- OAuth 2.0 -----------------------------------------------------------------------------
+
+    def access_token(self) -> str:
+        """The client-credentials access token, fetched now if there is none or it is about
+        to expire."""
+        credentials = self.credentials
+        assert credentials is not None
+        with credentials.lock:
+            if credentials.token is None or time.monotonic() >= credentials.renew_at:
+                self._fetch_token(credentials)
+            assert credentials.token is not None
+            return credentials.token
+
+    def _fetch_token(self, credentials: ClientCredentials) -> None:
+        form = {"grant_type": "client_credentials"}
+        if credentials.scope:
+            form["scope"] = credentials.scope
+        encoded = urllib.parse.urlencode(form).encode()
+        body = io.BytesIO(encoded)
+        headers = {
+            "Authorization": credentials.basic_authorization(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Length": str(len(encoded)),
+        }
+        # Safe to repeat: a second request only mints a second token.
+        with self._open(
+            "POST", TOKEN_PATH, body=body, headers=headers, retry=True, authenticate=False
+        ) as response:
+            answer = self._read_json(response)
+        try:
+            credentials.keep(str(answer["access_token"]), float(answer.get("expires_in") or 300))
+        except (KeyError, TypeError, ValueError):
+            message = "the token endpoint's answer has no access token"
+            raise ApiError(response.status, "bad_response", message) from None
+
+    def _authorization(self) -> dict[str, str]:
+        if self.api_key:
+            return {"X-API-Key": self.api_key}
+        if self.credentials is not None:
+            return {"Authorization": f"Bearer {self.access_token()}"}
+        return {}
+
+    def _renews_token_after(self, error: "ApiError") -> bool:
+        """Whether `error` refused our access token (revoked, expired early): forget it, so
+        the request can go again with a new one."""
+        if self.credentials is None or error.status != 401 or error.code not in _STALE_TOKEN_CODES:
+            return False
+        with self.credentials.lock:
+            self.credentials.token = None
+        return True
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def _job_path(self, job_id: str, suffix: str = "") -> str:
@@ -294,14 +387,17 @@ class Client:
         headers: dict[str, str] | None = None,
         retry: bool = False,
         accept: str = "application/json",
+        authenticate: bool = True,
     ) -> Iterator[http.client.HTTPResponse]:
         url = self.base_url + path
-        all_headers = {"Accept": accept, "User-Agent": f"mlplatform-client/{__version__}"}
-        if self.api_key:
-            all_headers["X-API-Key"] = self.api_key
-        all_headers.update(headers or {})
         attempts = 1 + (self.retries if retry else 0)
-        for attempt in range(attempts):
+        attempt = 0
+        renewed = False  # a refused access token is renewed once per request
+        while True:
+            all_headers = {"Accept": accept, "User-Agent": f"mlplatform-client/{__version__}"}
+            if authenticate:
+                all_headers.update(self._authorization())
+            all_headers.update(headers or {})
             if body is not None:
                 body.seek(0)
             # The scheme was checked to be http(s) in __init__.
@@ -310,15 +406,21 @@ class Client:
                 response = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
             except urllib.error.HTTPError as exc:
                 with exc:
-                    raise _api_error(exc) from None
+                    error = _api_error(exc)
+                # The server refused the request before doing anything: sending it again is safe.
+                if authenticate and not renewed and self._renews_token_after(error):
+                    renewed = True
+                    continue
+                raise error from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                attempt += 1
                 # A certificate that does not verify will not verify on a second try either.
-                if attempt + 1 >= attempts or isinstance(reason, ssl.SSLCertVerificationError):
+                if attempt >= attempts or isinstance(reason, ssl.SSLCertVerificationError):
                     raise TransportError(
                         f"cannot reach {self.base_url}: {reason or type(exc).__name__}"
                     ) from exc
-                time.sleep(RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)])
+                time.sleep(RETRY_BACKOFF_SECONDS[min(attempt - 1, len(RETRY_BACKOFF_SECONDS) - 1)])
                 continue
             with response:
                 yield response
@@ -344,6 +446,9 @@ def _api_error(exc: urllib.error.HTTPError) -> ApiError:
         raw = b""
     try:
         error = json.loads(raw)["error"]
+        if isinstance(error, str):  # an OAuth endpoint's answer (RFC 6749 §5.2)
+            description = json.loads(raw).get("error_description") or error
+            return ApiError(exc.code, error, str(description), request_id=request_id)
         return ApiError(
             exc.code,
             str(error.get("code") or f"http_{exc.code}"),

@@ -1,7 +1,10 @@
 """`mlp`: submit a folder of images as a batch job, follow its progress, download its results.
 
 Exit codes: 0 success, 1 an error from the server (or a job that failed or was cancelled),
-2 a usage error (bad arguments, no images, no API key), 130 interrupted with Ctrl-C.
+2 a usage error (bad arguments, no images, no credentials), 130 interrupted with Ctrl-C.
+
+Credentials: an API key, or OAuth 2.0 client credentials, with which the access token is
+fetched from the server and fetched again before it expires, or when the server refuses it.
 """
 
 import argparse
@@ -22,6 +25,7 @@ from mlplatform_client.api import (
     RESULT_FORMATS,
     ApiError,
     Client,
+    ClientCredentials,
     ClientError,
     Job,
     ResultFormat,
@@ -174,13 +178,33 @@ def _err(message: str) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     url = args.url or os.environ.get("MLP_URL") or DEFAULT_URL
-    key = args.key or os.environ.get("MLP_API_KEY")
-    if not key:
-        raise UsageError("no API key: pass --key KEY or set MLP_API_KEY")
+    key, credentials = _credentials(args)
     try:
-        return Client(url, key, timeout=args.timeout)
+        return Client(url, key, credentials=credentials, timeout=args.timeout)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str | None, ClientCredentials | None]:
+    """An API key, or OAuth 2.0 client credentials: options first, then the environment
+    (MLP_API_KEY; MLP_CLIENT_ID and MLP_CLIENT_SECRET). Both kinds at one level is a mistake."""
+    given = (args.key, args.client_id, args.client_secret)
+    if not any(given):
+        env = os.environ
+        given = (env.get("MLP_API_KEY"), env.get("MLP_CLIENT_ID"), env.get("MLP_CLIENT_SECRET"))
+    key, client_id, client_secret = given
+    if key and (client_id or client_secret):
+        raise UsageError("give an API key or client credentials, not both")
+    if client_id or client_secret:
+        if not (client_id and client_secret):
+            raise UsageError("client credentials need both --client-id and --client-secret")
+        return None, ClientCredentials(client_id, client_secret, scope=args.scope)
+    if not key:
+        raise UsageError(
+            "no API key or client credentials: pass --key KEY (or set MLP_API_KEY), or "
+            "--client-id and --client-secret (or set MLP_CLIENT_ID and MLP_CLIENT_SECRET)"
+        )
+    return key, None
 
 
 def _output(job_id: str, out: str | None, fmt: ResultFormat | None) -> tuple[str, ResultFormat]:
@@ -387,6 +411,22 @@ def _connection_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
         "--url", default=default(None), help=f"server URL (default: $MLP_URL or {DEFAULT_URL})"
     )
     parser.add_argument("--key", default=default(None), help="API key (default: $MLP_API_KEY)")
+    parser.add_argument(
+        "--client-id",
+        default=default(None),
+        help="OAuth 2.0 client id, instead of an API key (default: $MLP_CLIENT_ID)",
+    )
+    parser.add_argument(
+        "--client-secret",
+        default=default(None),
+        help="OAuth 2.0 client secret (default: $MLP_CLIENT_SECRET; prefer the variable: "
+        "options show in the process list)",
+    )
+    parser.add_argument(
+        "--scope",
+        default=default(None),
+        help="OAuth scopes to ask for, space-separated (default: all of the application's)",
+    )
     parser.add_argument(
         "--timeout",
         type=_positive_float,

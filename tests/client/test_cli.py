@@ -28,6 +28,8 @@ if str(CLIENT_SRC) not in sys.path:
 from mlplatform_client import api, cli  # noqa: E402
 
 API_KEY = "test-key"
+CLIENT_ID = "machine-client"
+CLIENT_SECRET = "s3cret+/="  # characters that must be form-encoded before HTTP Basic
 
 
 # -- the fake server ---------------------------------------------------------------------------
@@ -126,6 +128,9 @@ class FakeApi:
     drop_posts: int = 0  # close this many POST connections without answering
     fail_jobs: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: list[str] = field(default_factory=list)  # OAuth access tokens issued, in order
+    revoked: set[str] = field(default_factory=set)
+    token_lifetime: int = 3600
 
     def posts(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and r.path == "/api/v1/jobs/"]
@@ -184,8 +189,34 @@ class Handler(BaseHTTPRequestHandler):
     def _authorised(self, recorded: Recorded) -> bool:
         if recorded.headers.get("X-API-Key") == API_KEY:
             return True
+        authorization = recorded.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            token = authorization.removeprefix("Bearer ")
+            if token in self.server.api.tokens and token not in self.server.api.revoked:
+                return True
+            self._error(401, "invalid_token", "Unknown or revoked OAuth access token.")
+            return False
         self._error(401, "not_authenticated", "Authentication credentials were not provided.")
         return False
+
+    def _token(self, recorded: Recorded) -> None:
+        """The OAuth token endpoint: client credentials in HTTP Basic, form-encoded first."""
+        import base64
+        from urllib.parse import quote_plus
+
+        expected = base64.b64encode(f"{quote_plus(CLIENT_ID)}:{quote_plus(CLIENT_SECRET)}".encode()).decode()
+        form = parse_qs(recorded.body.decode())
+        if recorded.headers.get("Authorization") != f"Basic {expected}":
+            self._send(401, {"error": "invalid_client", "error_description": "Client authentication failed."})
+            return
+        if form.get("grant_type") != ["client_credentials"]:
+            self._send(400, {"error": "unsupported_grant_type"})
+            return
+        fake = self.server.api
+        with fake.lock:
+            token = f"mlpat_{len(fake.tokens)}"
+            fake.tokens.append(token)
+        self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": fake.token_lifetime})
 
     def _job(self, job_id: str) -> FakeJob | None:
         job = self.server.api.jobs.get(job_id)
@@ -196,6 +227,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         recorded = self._record()
         fake = self.server.api
+        if recorded.path == "/oauth/token/":
+            self._token(recorded)
+            return
         if recorded.path == "/api/v1/jobs/":
             with fake.lock:
                 if fake.drop_posts:
@@ -287,6 +321,8 @@ def no_retry_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api, "RETRY_BACKOFF_SECONDS", (0.0,))
     monkeypatch.delenv("MLP_URL", raising=False)
     monkeypatch.delenv("MLP_API_KEY", raising=False)
+    monkeypatch.delenv("MLP_CLIENT_ID", raising=False)
+    monkeypatch.delenv("MLP_CLIENT_SECRET", raising=False)
 
 
 def make_png(path: Path, color: tuple[int, int, int]) -> bytes:
