@@ -1,9 +1,9 @@
-"""One prediction pipeline behind every door: the synchronous predict, batch jobs, and the
-protocol doors to come (docs/architecture.md). A door translates its wire format into
-`Input`s, runs them, and renders the outcomes; no door repeats a step. In order:
+"""One prediction pipeline behind every door: the synchronous predict, batch jobs and the
+Open Inference Protocol's REST and gRPC doors (docs/architecture.md). A door translates its
+wire format into `Input`s, runs them, and renders the outcomes; no door repeats a step:
 
 1. resolve the target     apps/inference/targets.py (the door calls it: it holds the name)
-2. read and check inputs  `Run.__init__` (digest, metadata) and `_read`
+2. read and check inputs  apps/inference/inputs.py: `describe` (digest, metadata), `read`
 3. preprocess             `_prepare_image` (decode + the version's preprocessing), `_prepare_tensors`
 4. infer                  `_infer`: batched, under the inference slots (apps/inference/inferring.py)
 5. postprocess            `_postprocess`: top-k per image, or output tensors per input
@@ -17,8 +17,6 @@ goes on; images of different sizes then make one model call per size.
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,51 +24,14 @@ from django.conf import settings
 
 from apps.core import metrics
 from apps.core.exceptions import ApplicationError, UnprocessableInput
-from apps.core.text import client_text
 from apps.inference import postprocessing, preprocessing, tensors
 from apps.inference.inferring import infer
+from apps.inference.inputs import IMAGE, TENSORS, Input, Outcome, describe, read, tensor_names
 from apps.inference.sessions import loaded_model
 from apps.registry.models import MLModel, ModelVersion
 
-IMAGE, TENSORS = "image", "tensors"
-
-
-@dataclass
-class Input:
-    """One input as a door read it: image bytes, or named tensors (parsed, or JSON bytes)."""
-
-    kind: str = IMAGE
-    data: bytes | None = None
-    tensors: Any = None
-    opener: Callable[[], bytes] | None = None  # read when the pipeline gets to it (a stored input)
-    content_type: str = ""
-    filename: str = ""
-    digest: str = ""  # sha256 of the bytes, when the door knows it already
-    size: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict)  # the door's own audit metadata
-
-
-@dataclass
-class Outcome:
-    """What became of one input: its audit description, its answer, or its error."""
-
-    input: Input
-    digest: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-    array: np.ndarray | None = None
-    feeds: dict[str, np.ndarray] | None = None
-    output: dict[str, Any] = field(default_factory=dict)  # what the client gets (JSON)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the model's outputs, for binary doors
-    audit_output: dict[str, Any] = field(default_factory=dict)  # what the audit row keeps
-    error: ApplicationError | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.error is None
-
-    def fail(self, error: ApplicationError) -> None:
-        self.error, self.array, self.feeds = error, None, None
-        self.output, self.audit_output, self.arrays = {}, {}, {}
+# A door needs only this module: its inputs and outcomes come with it.
+__all__ = ["IMAGE", "TENSORS", "Input", "Outcome", "Run", "preprocess_image"]
 
 
 class Run:
@@ -78,8 +39,9 @@ class Run:
 
     def __init__(self, version: ModelVersion, inputs: list[Input], *, source: str) -> None:
         self.version, self.source = version, source
-        self.outcomes = [_describe(item) for item in inputs]
+        self.outcomes = [describe(item) for item in inputs]
         self.timings_ms = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        self.model_calls = 0
 
     def execute(self, *, top_k: int, strict: bool) -> list[Outcome]:
         started = time.perf_counter()
@@ -108,8 +70,8 @@ class Run:
                 _check_fits(spec, outcome.array)
             except ApplicationError as exc:
                 if strict:
-                    if len(self.outcomes) > 1 or exc.code != "images_not_supported":
-                        exc.details = {**exc.details, "index": position}
+                    if exc.code not in ("images_not_supported", "preprocessing_mismatch"):
+                        exc.details = {**exc.details, "index": position}  # the image at fault
                     raise
                 outcome.fail(exc)
                 continue
@@ -138,8 +100,9 @@ class Run:
 
     def _infer(self, positions: list[int], *, top_k: int, strict: bool) -> None:
         outcomes = [self.outcomes[p] for p in positions]
+        started = time.perf_counter()  # a first load of the model counts as inference
         loaded = loaded_model(self.version)
-        started = time.perf_counter()
+        self.model_calls += 1
         if outcomes[0].feeds is not None:
             feeds, batched = outcomes[0].feeds, False
         else:
@@ -165,57 +128,26 @@ class Run:
         return now
 
 
-# --- 2. read and check the inputs -------------------------------------------------------------------
-
-
-def _describe(item: Input) -> Outcome:
-    """The audit description of an input, before anything is done with it."""
-    outcome = Outcome(input=item, digest=item.digest)
-    if item.kind == IMAGE:
-        if item.data is not None and not outcome.digest:
-            outcome.digest = hashlib.sha256(item.data).hexdigest()
-        size = item.size if item.size is not None else len(item.data or b"")
-        # The client's strings, made safe to store and to show.
-        outcome.meta = {"kind": IMAGE, "content_type": client_text(item.content_type, 100), "size": size}
-        if item.filename:
-            outcome.meta["filename"] = client_text(item.filename, 200)
-    elif isinstance(item.tensors, dict):
-        outcome.meta = {"kind": TENSORS, "names": _tensor_names(item.tensors)}
-    elif item.data is not None or item.opener is not None:
-        outcome.meta = {"kind": TENSORS}
-    outcome.meta.update(item.meta)
-    return outcome
-
-
-def _tensor_names(value: dict[str, Any]) -> list[str]:
-    return [client_text(str(name), 200) for name in sorted(value)[:100]]
-
-
-def _read(outcome: Outcome) -> bytes:
-    item = outcome.input
-    if item.data is None and item.opener is not None:
-        try:
-            item.data = item.opener()
-        except (OSError, ValueError) as exc:
-            raise ApplicationError("The stored input could not be read.", code="input_missing") from exc
-    return item.data or b""
+# --- 3. preprocess ------------------------------------------------------------------------------------
 
 
 def _prepare_image(version: ModelVersion, outcome: Outcome) -> np.ndarray:
-    """Decode and preprocess one image as the version says."""
-    data = _read(outcome)
-    config = version.preprocessing
+    return preprocess_image(read(outcome), version.preprocessing, outcome.meta)
+
+
+def preprocess_image(data: bytes, config: dict[str, Any], meta: dict[str, Any]) -> np.ndarray:
+    """Decode and preprocess one image as `config` says (any caller that needs exactly what
+    serving does, such as an accuracy evaluation); `meta` gets what the audit row records."""
     try:
         decoded = preprocessing.decode_image(data, max_pixels=settings.MAX_IMAGE_PIXELS, preprocessing=config)
-        outcome.meta.update(decoded.describe())  # as sent; and as decoded, when reduced
-        array = preprocessing.image_to_array(decoded.image, config, max_pixels=settings.MAX_IMAGE_PIXELS)
+        meta.update(decoded.describe())  # as sent; and as decoded, when reduced
+        return preprocessing.image_to_array(decoded.image, config, max_pixels=settings.MAX_IMAGE_PIXELS)
     except ApplicationError:
         raise
     except Exception as exc:  # Pillow can raise almost anything on hostile files: the input's fault
         raise UnprocessableInput(
             f"The input could not be decoded: {type(exc).__name__}.", code="invalid_image"
         ) from exc
-    return array
 
 
 def _check_fits(spec: dict[str, Any], array: np.ndarray) -> None:
@@ -233,11 +165,11 @@ def _prepare_tensors(version: ModelVersion, outcome: Outcome) -> None:
     value = item.tensors
     if value is None:
         try:
-            value = json.loads(_read(outcome))
+            value = json.loads(read(outcome))
         except (ValueError, RecursionError) as exc:
             raise UnprocessableInput(f"The input could not be read: {exc}", code="invalid_tensor") from exc
         if isinstance(value, dict):
-            outcome.meta["names"] = _tensor_names(value)
+            outcome.meta["names"] = tensor_names(value)
     outcome.feeds = tensors.parse_tensor_inputs(
         value,
         version.signature.get("inputs", []),

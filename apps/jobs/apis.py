@@ -22,7 +22,7 @@ from apps.core.pagination import CursorPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.jobs import selectors, services, webhooks
 from apps.jobs.http import JobJsonInputSerializer, job_accepted, submission_from_request
-from apps.jobs.models import BatchJob, JobItem, WebhookSecret
+from apps.jobs.models import BatchJob, JobItem, WebhookSecret, new_secret
 from apps.jobs.serializers import (
     JobOutputSerializer,
     JobResultOutputSerializer,
@@ -246,8 +246,6 @@ class WebhookSecretApi(APIView):
     )
     def post(self, request: Request) -> Response:
         """Replace the secret; deliveries from now on are signed with the new one."""
-        from apps.jobs.models import new_secret
-
         secret, _ = WebhookSecret.objects.update_or_create(
             user=request.user, defaults={"secret": new_secret()}
         )

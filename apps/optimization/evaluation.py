@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 
 from apps.core.exceptions import InvalidInput, UnprocessableInput
-from apps.inference import preprocessing, tensors
+from apps.inference import pipeline, tensors
 from apps.inference.runtime import LoadedModel, RuntimeConfig, load_model
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
-# Pixels per image, decoded or after resizing: the platform's default MAX_IMAGE_PIXELS.
-MAX_PIXELS = 40_000_000
 
 
 @dataclass
@@ -103,8 +101,7 @@ def summarize(path: Path, kind: str, labels: list[str]) -> dict[str, Any]:
 def feeds(item: EvalItem, config: dict[str, Any], signature: dict[str, Any]) -> dict[str, np.ndarray]:
     specs = signature.get("inputs", [])
     if item.image is not None:
-        decoded = preprocessing.decode_image(item.image, max_pixels=MAX_PIXELS, preprocessing=config)
-        array = preprocessing.image_to_array(decoded.image, config, max_pixels=MAX_PIXELS)
+        array = pipeline.preprocess_image(item.image, config, {})  # exactly as serving does
         return {specs[0]["name"]: array[None]}
     return tensors.parse_tensor_inputs(item.inputs, specs, non_finite=config.get("non_finite", "reject"))
 

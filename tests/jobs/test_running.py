@@ -377,11 +377,11 @@ def test_the_lease_heartbeat_logs_with_the_jobs_request_id(settings, monkeypatch
     failed = threading.Event()
 
     class Broken:
-        def filter(self, **kwargs):
+        def renew(self, lease):
             failed.set()
             raise RuntimeError("the database blinked")
 
-    monkeypatch.setattr("apps.jobs.services.leasing.BatchJob.objects", Broken())
+    monkeypatch.setattr("apps.jobs.services.leasing.JOB_CLAIM", Broken())
     token = request_id_var.set("submit-req-2")
     try:
         lease = JobLease("00000000-0000-0000-0000-000000000000", "t")

@@ -15,19 +15,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.core import metrics, tasks
-from apps.core.claims import ClaimRule, Lease
 from apps.jobs.models import BatchJob, JobItem
-from apps.jobs.services.leasing import JobLease
+from apps.jobs.services.leasing import JOB_CLAIM, JobLease
 
 logger = logging.getLogger(__name__)
-
-JOB_CLAIM = ClaimRule(
-    model=BatchJob,
-    queued=BatchJob.Status.QUEUED,
-    running=BatchJob.Status.RUNNING,
-    max_attempts_setting="JOB_MAX_ATTEMPTS",
-    lease_seconds_setting="JOB_LEASE_SECONDS",
-)
 
 
 def job_claim(job_id: str, worker: str) -> str | None:
@@ -68,7 +59,7 @@ def job_finish(job: BatchJob, lease: JobLease, status: str, code: str = "", mess
     """`running` under this worker's lease → `status` (succeeded, failed, cancelled), with
     the final counts; `lease_lost` (and nothing written) when the lease is no longer held."""
     with transaction.atomic():
-        locked = JOB_CLAIM.held(Lease(job.pk, lease.token)).select_for_update()
+        locked = JOB_CLAIM.held(lease.held).select_for_update()
         if not locked.exists():
             return "lease_lost"
         _settle(job.pk, status, code, message, locked)

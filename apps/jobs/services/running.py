@@ -21,7 +21,7 @@ from apps.inference import audit, pipeline
 from apps.inference.models import Prediction
 from apps.inference.sessions import loaded_model
 from apps.jobs.models import BatchJob, JobItem
-from apps.jobs.services.leasing import JobLease
+from apps.jobs.services.leasing import JOB_CLAIM, JobLease
 from apps.jobs.services.lifecycle import job_claim, job_counts, job_finish, job_settle_unclaimable
 from apps.registry.models import ModelVersion
 from apps.registry.storage import model_store
@@ -48,8 +48,7 @@ def job_run(*, job_id: str, worker: str = "") -> str:
         # A crash (a bug, a time limit, a lost database): keep the reason, give the lease
         # back so the reconciler resumes the job soon; attempts are capped at the claim.
         logger.exception("Job %s crashed on attempt %s", job_id, job.attempts + 1)
-        BatchJob.objects.filter(pk=job.pk, lease_token=token).update(
-            lease_expires_at=timezone.now(),
+        lease.release(
             error_code="worker_error",
             error_message=f"Attempt crashed: {type(exc).__name__}: {exc}"[:1000],
         )
@@ -85,16 +84,12 @@ def _process(job: BatchJob, lease: JobLease) -> str:
             return job_finish(job, lease, BatchJob.Status.SUCCEEDED)
         started = time.perf_counter()
         outcomes = _compute(job, version, pending)
+        latency_ms = (time.perf_counter() - started) * 1000 / len(pending)  # the batch's, per item
         with transaction.atomic():
-            current = (
-                BatchJob.objects.select_for_update()
-                .filter(pk=job.pk, lease_token=lease.token, status=BatchJob.Status.RUNNING)
-                .values("cancel_requested_at")
-                .first()
-            )
+            current = JOB_CLAIM.held(lease.held).select_for_update().values("cancel_requested_at").first()
             if current is None:
                 return "lease_lost"
-            _write(job, pending, outcomes, started)
+            _write(job, pending, outcomes, latency_ms)
             progress.record(len(pending))
         if current["cancel_requested_at"] is not None:
             return job_finish(job, lease, BatchJob.Status.CANCELLED)
@@ -139,7 +134,8 @@ def _compute(job: BatchJob, version: ModelVersion, items: list[JobItem]) -> list
     ]
     run = pipeline.Run(version, inputs, source=Prediction.Source.JOB)
     run.execute(top_k=job.top_k, strict=False)
-    metrics.observe_stages(job.model_name, job.version_number, run.timings_ms)
+    stages = run.timings_ms if run.model_calls else {"preprocess": run.timings_ms["preprocess"]}
+    metrics.observe_stages(job.model_name, job.version_number, stages)
     return run.outcomes
 
 
@@ -148,7 +144,7 @@ def _open(name: str) -> bytes:
         return stored.read()
 
 
-def _write(job: BatchJob, items: list[JobItem], outcomes: list[pipeline.Outcome], started: float) -> None:
+def _write(job: BatchJob, items: list[JobItem], outcomes: list[pipeline.Outcome], latency_ms: float) -> None:
     """Each item's result and its audit row, in bulk (inside the lease-checked transaction)."""
     now = timezone.now()
     for item, outcome in zip(items, outcomes, strict=True):
@@ -174,10 +170,9 @@ def _write(job: BatchJob, items: list[JobItem], outcomes: list[pipeline.Outcome]
         request_id=job.request_id,
         client_address=job.client_address,
     )
-    rows = audit.rows(context, outcomes, started=started)
-    latency = round(rows[0]["latency_ms"] / len(rows), 3) if rows else 0.0  # the batch's, per item
+    rows = audit.rows(context, outcomes, started=time.perf_counter())
     for row, item in zip(rows, items, strict=True):
-        row.update(job_item_id=item.pk, latency_ms=latency)
+        row.update(job_item_id=item.pk, latency_ms=round(latency_ms, 3))
     audit.sink.write(rows)
 
 

@@ -24,7 +24,7 @@ from rest_framework.exceptions import PermissionDenied
 from apps.accounts.credentials import Credential, recorded_ids
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import quota_consume
-from apps.core import metrics
+from apps.core import metrics, tasks
 from apps.core.exceptions import Conflict, InvalidInput, PayloadTooLarge
 from apps.core.text import client_text
 from apps.inference.targets import check_granted, check_servable, resolve_target
@@ -213,8 +213,6 @@ def _create(
 def enqueue_job(job_id: uuid.UUID) -> bool:
     """Ring the doorbell. A broker that is down loses nothing: the job is committed and
     the reconciler enqueues it again after JOB_QUEUED_GRACE_SECONDS."""
-    from apps.core import tasks
-
     try:
         tasks.enqueue(tasks.RUN_JOB, str(job_id), retry=True, retry_policy=settings.JOB_ENQUEUE_RETRY_POLICY)
     except Exception:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
 from apps.accounts.models import User
+from apps.core import tasks
 from apps.core.exceptions import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnprocessableInput
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 from apps.registry.preprocessing import parse_labels, parse_preprocessing
@@ -186,8 +187,6 @@ def _raise_if_duplicate(model: MLModel, sha256: str) -> None:
 
 
 def enqueue_version_validation(version: ModelVersion) -> None:
-    from apps.core import tasks
-
     try:
         tasks.enqueue(tasks.VALIDATE_MODEL_VERSION, str(version.pk))
     except Exception:  # the broker is down: the version stays pending, to be re-enqueued
