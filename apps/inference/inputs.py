@@ -1,6 +1,8 @@
 """The pipeline's inputs and outcomes (apps/inference/pipeline.py), and its first step: an
 input read and described for its audit row before anything is done with it. No ORM imports."""
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -8,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.core.exceptions import ApplicationError
+from apps.core.exceptions import ApplicationError, InvalidInput, UnprocessableInput
 from apps.core.text import client_text
 
 IMAGE, TENSORS = "image", "tensors"
@@ -86,3 +88,18 @@ def read(outcome: Outcome) -> bytes:
         except (OSError, ValueError) as exc:
             raise ApplicationError("The stored input could not be read.", code="input_missing") from exc
     return item.data or b""
+
+
+def decode_base64_image(value: Any, index: int) -> tuple[bytes, str]:
+    """A base64 image from JSON (or a `data:` URL), as every door reads one: its bytes and the
+    content type a data URL names. 400 for a value that is not a string, 422 for bad base64."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"Image {index} must be a base64 string.", code="invalid_image")
+    content_type = ""
+    if value.startswith("data:"):  # data:image/jpeg;base64,...
+        header, _, value = value.partition(",")
+        content_type = header[5:].split(";")[0]
+    try:
+        return base64.b64decode(value, validate=True), content_type
+    except (binascii.Error, ValueError) as exc:
+        raise UnprocessableInput(f"Image {index} is not valid base64.", code="invalid_image") from exc

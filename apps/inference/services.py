@@ -1,8 +1,6 @@
 """Synchronous requests onto the pipeline, for every door: run strictly, spend quota with
 the audit rows, record every refusal. `predict` is the /api/v1 door's."""
 
-import base64
-import binascii
 import logging
 import time
 from collections.abc import Callable
@@ -14,8 +12,8 @@ from django.conf import settings
 from apps.accounts.credentials import Credential
 from apps.accounts.models import User
 from apps.core import metrics
-from apps.core.exceptions import InvalidInput, PayloadTooLarge, UnprocessableInput
-from apps.inference import audit, pipeline
+from apps.core.exceptions import InvalidInput, PayloadTooLarge
+from apps.inference import audit, inputs, pipeline
 from apps.inference.models import Prediction
 from apps.inference.targets import check_servable, resolve_target
 from apps.registry.models import MLModel, ModelVersion
@@ -76,16 +74,8 @@ class Caller:
 
 
 def decode_base64_image(value: Any, index: int) -> ImageInput:
-    if not isinstance(value, str):
-        raise InvalidInput(f"Image {index} must be a base64 string.", code="invalid_image")
-    content_type = ""
-    if value.startswith("data:"):  # a data URL: data:image/jpeg;base64,...
-        header, _, value = value.partition(",")
-        content_type = header[5:].split(";")[0]
-    try:
-        return ImageInput(data=base64.b64decode(value, validate=True), content_type=content_type)
-    except (binascii.Error, ValueError) as exc:
-        raise UnprocessableInput(f"Image {index} is not valid base64.", code="invalid_image") from exc
+    data, content_type = inputs.decode_base64_image(value, index)
+    return ImageInput(data=data, content_type=content_type)
 
 
 def predict(

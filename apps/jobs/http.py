@@ -69,17 +69,7 @@ def submission_from_request(
         client_address=client_address(request),
     )
     if images is not None:  # a predict body, already parsed
-        for index, image in enumerate(images):  # the per-input limit, as for files sent to /jobs/
-            if len(image.data) > settings.JOB_MAX_ITEM_BYTES:
-                raise inputs.item_too_large(image.filename or f"images[{index}]")
-        submission.sources = [
-            iter(
-                [
-                    inputs.JobInput(data=i.data, filename=i.filename, content_type=i.content_type)
-                    for i in images
-                ]
-            )
-        ]
+        submission.sources = [inputs.parsed_images(images)]
     elif media_type(request).startswith("image/"):
         body = request.data if isinstance(request.data, bytes) else b""
         if not body:

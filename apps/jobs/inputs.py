@@ -7,8 +7,6 @@ Members are never extracted by name: a path-traversal entry (`../x`, `/etc/x`)
 or a link refuses the whole archive, to say clearly that it is unsafe.
 """
 
-import base64
-import binascii
 import json
 import lzma
 import posixpath
@@ -23,6 +21,7 @@ from django.conf import settings
 
 from apps.core.exceptions import InvalidInput, PayloadTooLarge
 from apps.core.text import client_text
+from apps.inference.inputs import decode_base64_image
 
 _CHUNK = 1024 * 1024
 
@@ -213,18 +212,18 @@ def clean_name(name: str) -> str:
     return client_text(name, 255)
 
 
+def parsed_images(images: list[Any]) -> Iterator[JobInput]:
+    """Images a predict request already read (its `ImageInput`s), held to the per-input limit
+    as files sent to /jobs/ are."""
+    for index, image in enumerate(images):
+        if len(image.data) > settings.JOB_MAX_ITEM_BYTES:
+            raise item_too_large(image.filename or f"images[{index}]")
+        yield JobInput(data=image.data, filename=image.filename, content_type=image.content_type)
+
+
 def base64_images(values: list[Any]) -> Iterator[JobInput]:
     for index, value in enumerate(values):
-        if not isinstance(value, str):
-            raise InvalidInput(f"Image {index} must be a base64 string.", code="invalid_image")
-        content_type = ""
-        if value.startswith("data:"):
-            header, _, value = value.partition(",")
-            content_type = header[5:].split(";")[0]
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidInput(f"Image {index} is not valid base64.", code="invalid_image") from exc
+        data, content_type = decode_base64_image(value, index)  # as the synchronous predict does
         if len(data) > settings.JOB_MAX_ITEM_BYTES:
             raise item_too_large(f"images[{index}]")
         yield JobInput(data=data, content_type=content_type)

@@ -187,7 +187,8 @@ def test_a_version_that_is_not_ready_is_409(api, tiny_version):
 def test_bad_fields_are_400(api, tiny_version):
     body = {"model": "tiny", "images": ["aGVsbG8="], "top_k": 0}
     assert api.post(URL, body, format="json").status_code == 400
-    assert_error(api.post(URL, {"model": "tiny", "images": ["%%%"]}, format="json"), 400, "invalid_image")
+    # 422, as the README documents for a prediction input that is not valid base64 (it was 400 here)
+    assert_error(api.post(URL, {"model": "tiny", "images": ["%%%"]}, format="json"), 422, "invalid_image")
     body = {"model": "tiny", "images": ["aGVsbG8="], "inputs": [{"x": [1]}]}
     assert_error(api.post(URL, body, format="json"), 400, "no_input")
     response = api.post(URL, {"images": ["aGVsbG8="]}, format="json")
@@ -350,3 +351,10 @@ def test_an_idempotent_retry_with_a_webhook_url_returns_the_original_job(api, ti
     assert first.json()["webhook_url"] == "http://127.0.0.1:9/"
     again = api.post(URL, body, format="json", **headers)
     assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
+
+def test_invalid_base64_is_422_as_for_a_synchronous_predict(key_client, tiny_version):
+    response = key_client().post("/api/v1/jobs/", {"model": "tiny", "images": ["not base64!"]}, format="json")
+    sync = key_client().post("/api/v1/models/tiny/predict", {"image": "not base64!"}, format="json")
+    assert response.status_code == sync.status_code == 422
+    assert response.json()["error"]["code"] == sync.json()["error"]["code"] == "invalid_image"
