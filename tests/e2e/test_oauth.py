@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -173,6 +174,7 @@ def test_a_machine_client_gets_a_token_predicts_and_runs_a_job(oauth_stack: dict
     app = register(url, name="pipeline", grant_type="client_credentials", scopes=["predict", "jobs"])
     session = OAuth2Session(app["client_id"], app["client_secret"], scope="predict jobs")
     token = session.fetch_token(f"{url}/oauth/token/", grant_type="client_credentials")
+    assert token["expires_in"] == 900
     assert token["access_token"].startswith("mlpat_")
     assert "refresh_token" not in token
 
@@ -190,6 +192,45 @@ def test_a_machine_client_gets_a_token_predicts_and_runs_a_job(oauth_stack: dict
     assert refused.json()["error"]["code"] == "invalid_token"
     described = session.introspect_token(f"{url}/oauth/introspect/", token=token["access_token"]).json()
     assert described == {"active": False}
+
+
+def test_authlib_fetches_new_tokens_by_itself_and_mlp_runs_a_job_with_client_credentials(
+    oauth_stack: dict, tmp_path: Path
+) -> None:
+    """Authlib as the README sets it up, and mlp with client credentials, against the server."""
+    url = oauth_stack["url"]
+    app = register(url, name="nightly", grant_type="client_credentials", scopes=["predict", "jobs"])
+    # A leeway of all but a second of the token's 900: "about to expire" a second from now.
+    session = OAuth2Session(
+        app["client_id"],
+        app["client_secret"],
+        scope="predict jobs",
+        token_endpoint=f"{url}/oauth/token/",
+        grant_type="client_credentials",
+        leeway=899,
+    )
+    first = session.fetch_token(f"{url}/oauth/token/")["access_token"]
+    time.sleep(2.1)
+    assert session.get(f"{url}/api/v1/me/", timeout=10).status_code == 200
+    assert session.token["access_token"] != first  # fetched again before the request
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee.jpg", "chelsea.jpg"):
+        (photos / name).write_bytes((ROOT / "demo" / "images" / name).read_bytes())
+    env = {**os.environ, "MLP_CLIENT_ID": app["client_id"], "MLP_CLIENT_SECRET": app["client_secret"]}
+    env.pop("MLP_API_KEY", None)
+    out = tmp_path / "results.jsonl"
+    done = subprocess.run(
+        [str(BIN / "mlp"), "--url", url, "jobs", "submit", str(photos), "--model", "tiny", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text().splitlines()) == 2
 
 
 class _Form(HTMLParser):
