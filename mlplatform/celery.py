@@ -28,6 +28,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="registry")
 app.autodiscover_tasks(["workers"], related_name="jobs")
 app.autodiscover_tasks(["workers"], related_name="optimization")
+app.autodiscover_tasks(["workers"], related_name="rollouts")
 
 
 @worker_init.connect

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include("apps.jobs.urls")),
     path("api/v1/", include("apps.optimization.urls")),
     path("api/v1/", include("apps.oauth.urls")),
+    path("api/v1/", include("apps.rollouts.urls")),
     # OAuth 2.0: the authorization server's endpoints, and the login page of ordinary users
     path("", include("apps.oauth.endpoints")),
     path("login/", oauth_views.LoginView.as_view(), name="login"),

@@ -49,6 +49,15 @@ class PredictApi(APIView):
             OpenApiParameter("version", int, description="Version number (default: the alias)."),
             OpenApiParameter("alias", str, description="Alias (default: production)."),
             OpenApiParameter(
+                "X-Routing-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description=(
+                    "Who this traffic belongs to, for an alias under a rollout (at most 256 "
+                    "bytes; default: the API key, else the user): one key, one version."
+                ),
+            ),
+            OpenApiParameter(
                 "top_k", int, description=f"Classes per image (1-{settings.PREDICT_MAX_TOP_K})."
             ),
         ],
@@ -70,6 +79,11 @@ class PredictApi(APIView):
                     "model": serializers.CharField(),
                     "version": serializers.IntegerField(),
                     "alias": serializers.CharField(allow_null=True),
+                    "route": serializers.ChoiceField(
+                        choices=["primary", "canary"],
+                        allow_null=True,
+                        help_text="Why this version answered: the alias's rollout split, or null.",
+                    ),
                     "predictions": serializers.ListField(child=serializers.DictField()),
                     "timings_ms": serializers.DictField(child=serializers.FloatField()),
                     "request_id": serializers.CharField(),
@@ -91,20 +105,22 @@ class PredictApi(APIView):
         query, query_errors = self._query(request)
         if {"version", "alias"} & query_errors.keys():
             raise serializers.ValidationError(query_errors)
-        model, version, alias = services.resolve_target(
-            user=request.user,
-            api_key=request_api_key(request),
-            name=name,
-            version=query.get("version"),
-            alias=query.get("alias"),
-        )
-        log_context(request).update(model=model.name, version=version.number)
         caller = services.Caller(
             user=request.user,
             api_key=request_api_key(request),
             request_id=getattr(request._request, "request_id", ""),
             client_address=client_address(request),
+            routing_key=request.headers.get("X-Routing-Key", ""),
         )
+        model, version, alias, route = services.resolve_target(
+            user=request.user,
+            api_key=caller.api_key,
+            name=name,
+            version=query.get("version"),
+            alias=query.get("alias"),
+            routing_key=caller.routing_key,
+        )
+        log_context(request).update(model=model.name, version=version.number)
         payload = services.PredictionRequest()
         try:
             # Everything refused from here on, before the model runs, is recorded as a failed
@@ -133,9 +149,13 @@ class PredictApi(APIView):
                 submission.top_k = payload.top_k
                 return self._as_job(submission)
         except Exception as error:
-            services.record_refusal(caller=caller, version=version, alias=alias, error=error, request=payload)
+            services.record_refusal(
+                caller=caller, version=version, alias=alias, route=route, error=error, request=payload
+            )
             raise
-        result = services.predict(caller=caller, model=model, version=version, alias=alias, request=payload)
+        result = services.predict(
+            caller=caller, model=model, version=version, alias=alias, route=route, request=payload
+        )
         return Response({**result, "request_id": caller.request_id})
 
     _QUERY_FIELDS = PredictQuerySerializer._declared_fields

@@ -38,6 +38,7 @@ class Context:
     request_id: str
     client_address: str
     oauth_application_id: int | None = None
+    route: str = ""  # 'primary' or 'canary' under a rollout (apps/rollouts)
 
     @classmethod
     def of(
@@ -50,6 +51,7 @@ class Context:
         source: str,
         request_id: str,
         client_address: str,
+        route: str = "",
     ) -> "Context":
         """`api_key` is the request's narrowing credential: an API key or an OAuth token."""
         ids = recorded_ids(api_key)
@@ -62,6 +64,7 @@ class Context:
             request_id,
             client_address,
             ids["oauth_application_id"],
+            route,
         )
 
 
@@ -84,6 +87,7 @@ def rows(
         "model_name": context.version.model.name,
         "version_number": context.version.number,
         "alias": context.alias,
+        "route": context.route,
         "source": context.source,
         "latency_ms": latency,
         "request_id": context.request_id,

@@ -71,6 +71,11 @@ class Prediction(models.Model):
     model_name = models.CharField(max_length=100)
     version_number = models.PositiveIntegerField()
     alias = models.CharField(max_length=64, blank=True)
+    # Why this version answered an alias under a rollout: 'primary' or 'canary' ('' when the
+    # alias had none, or a version was asked by number). Added to the largest table with a
+    # constant database default: PostgreSQL stores it in the catalog, no rewrite, and a
+    # process still running the previous code inserts rows without naming it.
+    route = models.CharField(max_length=8, blank=True, default="", db_default="")
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.SYNC)
     input_sha256 = models.CharField(max_length=64, blank=True)
     input_meta = models.JSONField(default=dict, blank=True)

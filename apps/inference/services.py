@@ -60,8 +60,9 @@ class Caller:
     request_id: str
     client_address: str
     source: str = Prediction.Source.SYNC
+    routing_key: str = ""  # as the client sent it (X-Routing-Key, x-routing-key): rollouts
 
-    def audit_context(self, version: ModelVersion, alias: str) -> audit.Context:
+    def audit_context(self, version: ModelVersion, alias: str, route: str = "") -> audit.Context:
         return audit.Context.of(
             user=self.user,
             api_key=self.api_key,
@@ -70,6 +71,7 @@ class Caller:
             source=self.source,
             request_id=self.request_id,
             client_address=self.client_address,
+            route=route,
         )
 
 
@@ -79,7 +81,13 @@ def decode_base64_image(value: Any, index: int) -> ImageInput:
 
 
 def predict(
-    *, caller: Caller, model: MLModel, version: ModelVersion, alias: str, request: PredictionRequest
+    *,
+    caller: Caller,
+    model: MLModel,
+    version: ModelVersion,
+    alias: str,
+    request: PredictionRequest,
+    route: str = "",
 ) -> dict:
     """Run one synchronous /api/v1 prediction request; its answer as the API shows it."""
     started = time.perf_counter()
@@ -87,6 +95,7 @@ def predict(
         caller=caller,
         version=version,
         alias=alias,
+        route=route,
         inputs=request.pipeline_inputs(),
         top_k=request.top_k,
         check=lambda: _check_sync_limits(request),
@@ -96,6 +105,7 @@ def predict(
         "model": model.name,
         "version": version.number,
         "alias": alias or None,
+        "route": route or None,
         "predictions": [outcome.output for outcome in run.outcomes],
         "timings_ms": timings,
     }
@@ -109,6 +119,7 @@ def run_strict(
     inputs: list[pipeline.Input],
     top_k: int = 5,
     check: Callable[[], None] | None = None,
+    route: str = "",
 ) -> pipeline.Run:
     """Any door's synchronous request: the pipeline run strictly, one audit row per input.
 
@@ -119,7 +130,7 @@ def run_strict(
     """
     started = time.perf_counter()
     run = pipeline.Run(version, inputs, source=caller.source)
-    context = caller.audit_context(version, alias)
+    context = caller.audit_context(version, alias, route)
     try:
         check_servable(version)
         if check is not None:
@@ -160,6 +171,7 @@ def record_refusal(
     error: Exception,
     request: PredictionRequest | None = None,
     inputs: list[pipeline.Input] | None = None,
+    route: str = "",
 ) -> None:
     """Record a request refused before the model ran (a body over the limit, bad parameters…):
     one row per input when its inputs were read (`request` or `inputs`), else one row. A
@@ -172,7 +184,7 @@ def record_refusal(
         outcomes[0].meta = {"kind": "images", "count": len(inputs), "size": size}
     else:
         outcomes = pipeline.Run(version, inputs, source=caller.source).outcomes
-    _record_failure(caller.audit_context(version, alias), outcomes, error, time.perf_counter())
+    _record_failure(caller.audit_context(version, alias, route), outcomes, error, time.perf_counter())
 
 
 def _record_failure(

@@ -67,6 +67,7 @@ def submission_from_request(
         idempotency_key=key,
         request_id=getattr(request._request, "request_id", ""),
         client_address=client_address(request),
+        routing_key=request.headers.get("X-Routing-Key", ""),
     )
     if images is not None:  # a predict body, already parsed
         submission.sources = [inputs.parsed_images(images)]

@@ -55,6 +55,8 @@ class BatchJob(models.Model):
     model_name = models.CharField(max_length=100)
     version_number = models.PositiveIntegerField()
     alias = models.CharField(max_length=64, blank=True)
+    # 'primary' or 'canary' when the alias had an active rollout at submission (apps/rollouts).
+    route = models.CharField(max_length=8, blank=True, default="", db_default="")
     kind = models.CharField(max_length=8, choices=[("image", "image"), ("tensor", "tensor")])
     top_k = models.PositiveSmallIntegerField(default=5)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)

@@ -13,6 +13,12 @@ class JobOutputSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     model = serializers.CharField(source="model_name")
     version = serializers.IntegerField(source="version_number")
+    route = serializers.ChoiceField(
+        choices=["primary", "canary"],
+        allow_null=True,
+        read_only=True,
+        help_text="Why this version runs the job: the alias's rollout split, or null.",
+    )
     progress = serializers.SerializerMethodField()
     cancel_requested = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -28,6 +34,7 @@ class JobOutputSerializer(serializers.ModelSerializer):
             "model",
             "version",
             "alias",
+            "route",
             "kind",
             "top_k",
             "progress",
@@ -47,6 +54,7 @@ class JobOutputSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: BatchJob) -> dict[str, Any]:
         data = super().to_representation(instance)
         data["alias"] = data["alias"] or None  # as predictions show it: null for a pinned version
+        data["route"] = data["route"] or None  # null without a rollout, as the predict answer
         return data
 
     def get_url(self, obj: BatchJob) -> str:

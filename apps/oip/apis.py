@@ -153,6 +153,7 @@ class ModelInferApi(OipView):
             request_id=getattr(request._request, "request_id", ""),
             client_address=client_address(request),
             source=Prediction.Source.V2_REST,
+            routing_key=request.headers.get("X-Routing-Key", ""),
         )
         parsed: list[InferRequest] = []
 
@@ -223,9 +224,9 @@ class RepositoryLoadApi(OipView):
         tags=[TAG], operation_id="v2_repository_model_action", request=None, responses={200: None, **_ERRORS}
     )
     def post(self, request: Request, name: str, action: str) -> HttpResponse:
-        _, version, _ = services.target(
+        version = services.target(
             user=request.user, api_key=request_api_key(request), name=name, version=""
-        )
+        ).version
         if action == "load":
             loaded_model(version)
         else:

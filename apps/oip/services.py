@@ -21,7 +21,7 @@ from apps.core.exceptions import ApplicationError, InvalidInput, NotFound
 from apps.core.views import readiness_checks
 from apps.inference import pipeline, postprocessing
 from apps.inference.services import Caller, record_refusal, run_strict
-from apps.inference.targets import check_servable, resolve_target
+from apps.inference.targets import Target, check_servable, resolve_target
 from apps.oip.datatypes import BYTES, oip_datatype
 from apps.oip.protocol import InferInput, InferRequest, InferResponse, OutputTensor, bad_request
 from apps.registry.models import MLModel, ModelVersion
@@ -45,23 +45,25 @@ def server_ready() -> bool:
     return all(check["ok"] for check in readiness_checks(("database", "model_store", "models")).values())
 
 
-def target(
-    *, user: User, api_key: ApiKey | None, name: str, version: str
-) -> tuple[MLModel, ModelVersion, str]:
+def target(*, user: User, api_key: ApiKey | None, name: str, version: str, routing_key: str = "") -> Target:
     """The model and version a protocol request names, with the platform's answers: 404 for a
     model the caller cannot see (never saying it exists), 403 for a key limited to others."""
     if version.isascii() and version.isdigit():
         number = int(version)
         if not 1 <= number <= _MAX_VERSION:
             raise NotFound(f"Model '{name}' has no version {version}.", code="version_not_found")
-        return resolve_target(user=user, api_key=api_key, name=name, version=number, alias=None)
+        return resolve_target(
+            user=user, api_key=api_key, name=name, version=number, alias=None, routing_key=routing_key
+        )
     if version and not _ALIAS.match(version):
         raise InvalidInput("The version must be a number or an alias name.", code="invalid_version")
-    return resolve_target(user=user, api_key=api_key, name=name, version=None, alias=version or None)
+    return resolve_target(
+        user=user, api_key=api_key, name=name, version=None, alias=version or None, routing_key=routing_key
+    )
 
 
 def model_metadata(*, user: User, api_key: ApiKey | None, name: str, version: str) -> dict[str, Any]:
-    model, found, _ = target(user=user, api_key=api_key, name=name, version=version)
+    model, found, _, _ = target(user=user, api_key=api_key, name=name, version=version)
     versions = [str(v.number) for v in model.versions.order_by("number") if v.is_servable]
     return {
         "name": model.name,
@@ -106,7 +108,9 @@ def model_infer(
     one per image, one per tensor request), failed rows for a refused request. `request` may
     be a function that reads it off the wire: once the version is known, a request that
     cannot be read is recorded as refused too."""
-    model, found, alias = target(user=caller.user, api_key=caller.api_key, name=name, version=version)
+    model, found, alias, route = target(
+        user=caller.user, api_key=caller.api_key, name=name, version=version, routing_key=caller.routing_key
+    )
     inputs: list[pipeline.Input] | None = None
     try:
         check_servable(found)  # before the request is read against a signature it may not have yet
@@ -115,10 +119,12 @@ def model_infer(
         inputs = pipeline_inputs(found, request)
         _check_outputs(found, request)
     except ApplicationError as error:
-        record_refusal(caller=caller, version=found, alias=alias, error=error, inputs=inputs)
+        record_refusal(caller=caller, version=found, alias=alias, route=route, error=error, inputs=inputs)
         raise
     k = max([o.classification for o in request.outputs] or [0]) or settings.PREDICT_DEFAULT_TOP_K
-    run = run_strict(caller=caller, version=found, alias=alias, inputs=inputs, top_k=min(k, 1000))
+    run = run_strict(
+        caller=caller, version=found, alias=alias, route=route, inputs=inputs, top_k=min(k, 1000)
+    )
     arrays = _merged(run.outcomes)
     return InferResponse(
         model_name=model.name,

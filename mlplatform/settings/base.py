@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.jobs",
     "apps.optimization",
     "apps.oip",
+    "apps.rollouts",
     # OAuth 2.0 (ADR 0016): apps.oauth holds the swapped application model, so it comes first.
     "apps.oauth",
     "oauth2_provider",
@@ -261,6 +262,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.jobs.reconcile",
         "schedule": env.float("JOB_RECONCILE_INTERVAL_SECONDS", default=15.0),
     },
+    # Rollouts' guard rails (ADR 0017): one bounded, indexed query per active candidate.
+    "check-rollout-guards": {
+        "task": "workers.rollouts.check_guards",
+        "schedule": env.float("ROLLOUT_GUARD_INTERVAL_SECONDS", default=15.0),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = env(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule")
@@ -311,6 +317,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI's Authorize: the authorization-code flow with PKCE (S256), as the server requires.
     "SWAGGER_UI_OAUTH2_CONFIG": {"usePkceWithAuthorizationCodeGrant": True},
+    # Several models have a field `status`: a rollout's choices get their own name.
+    "ENUM_NAME_OVERRIDES": {"RolloutStatusEnum": "apps.rollouts.models.Rollout.Status"},
 }
 
 # --- Authentication, throttling, quotas ----------------------------------------------------------
@@ -347,6 +355,9 @@ LIMITS_CACHE_SECONDS = 60
 # each process this long: a change made elsewhere (an alias moved by another web
 # process, say) reaches this process within this time. 0 turns the layer off.
 LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=2.0)
+# Rollouts (ADR 0017): a version's statistics (comparison, guard rails) read at most this
+# many of its latest audit rows in the rollout's window, so a long rollout costs a bounded query.
+ROLLOUT_STATS_MAX_ROWS = env.int("ROLLOUT_STATS_MAX_ROWS", default=10_000)
 
 # --- OAuth 2.0 (django-oauth-toolkit; docs/decisions/0016-oauth2-with-django-oauth-toolkit.md) ---
 # Decided before the toolkit's first migration: its application model is ours, with the

@@ -166,6 +166,7 @@ def _write(job: BatchJob, items: list[JobItem], outcomes: list[pipeline.Outcome]
         oauth_application_id=job.oauth_application_id,
         version=job.model_version,
         alias=job.alias,
+        route=job.route,
         source=Prediction.Source.JOB,
         request_id=job.request_id,
         client_address=job.client_address,

@@ -27,12 +27,11 @@ from apps.accounts.services import quota_consume
 from apps.core import metrics, tasks
 from apps.core.exceptions import Conflict, InvalidInput, PayloadTooLarge
 from apps.core.text import client_text
-from apps.inference.targets import check_granted, check_servable, resolve_target
+from apps.inference.targets import Target, check_granted, check_servable, resolve_target
 from apps.jobs import webhooks
 from apps.jobs.inputs import Budget, JobInput, chain_limited
 from apps.jobs.models import BatchJob, JobItem
 from apps.jobs.selectors import jobs_with_idempotency_key
-from apps.registry.models import ModelVersion
 from apps.registry.storage import model_store
 
 logger = logging.getLogger(__name__)
@@ -53,6 +52,7 @@ class JobSubmission:
     idempotency_key: str = ""
     request_id: str = ""
     client_address: str = ""
+    routing_key: str = ""  # X-Routing-Key, for an alias under a rollout
     sources: list[Iterator[JobInput]] = field(default_factory=list)
 
 
@@ -91,13 +91,15 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     existing = _existing(submission)
     if existing is not None:
         return _replay(existing, _fingerprint(submission, None, [])[1], api_key), False
-    _, version, alias = resolve_target(
+    target = resolve_target(
         user=submission.user,
         api_key=submission.api_key,
         name=submission.model,
         version=submission.version,
         alias=submission.alias,
+        routing_key=submission.routing_key,
     )
+    version = target.version
     check_servable(version)
     if submission.webhook_url:
         submission.webhook_url = webhooks.check_webhook_url(submission.webhook_url)
@@ -106,7 +108,7 @@ def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     try:
         items, fingerprint = _fingerprint(submission, job_id, stored)
         try:
-            return _create(job_id, submission, version, alias, items, fingerprint), True
+            return _create(job_id, submission, target, items, fingerprint), True
         except IntegrityError:
             # Another request with this key committed first (the unique constraint decided).
             winner = _existing(submission)
@@ -178,11 +180,11 @@ def _fingerprint(
 def _create(
     job_id: uuid.UUID,
     submission: JobSubmission,
-    version: ModelVersion,
-    alias: str,
+    target: Target,
     items: list[JobItem],
     fingerprint: str,
 ) -> BatchJob:
+    version = target.version
     job = BatchJob.objects.create(
         id=job_id,
         owner=submission.user,
@@ -190,7 +192,8 @@ def _create(
         model_version=version,
         model_name=version.model.name,
         version_number=version.number,
-        alias=alias,
+        alias=target.alias,
+        route=target.route,
         kind=submission.kind,
         top_k=submission.top_k,
         total=len(items),

@@ -119,6 +119,7 @@ class Call:
             request_id=self.request_id,
             client_address=self.client,
             source=Prediction.Source.V2_GRPC,
+            routing_key=self.metadata.get("x-routing-key", ""),
         )
 
     def trailing_metadata(self) -> list[tuple[str, str]]:

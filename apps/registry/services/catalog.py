@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
@@ -21,6 +21,7 @@ from apps.registry.preprocessing import parse_labels, parse_preprocessing
 from apps.registry.storage import model_store
 from apps.registry.validation import ModelFileError, inspect_model_file
 from apps.registry.validation import check_label_count as validation_check_label_count
+from apps.rollouts.models import Rollout
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +234,18 @@ def model_version_archive(*, version: ModelVersion) -> ModelVersion:
             code="version_in_use",
             details={"aliases": aliases},
         )
+    rollouts = list(
+        Rollout.objects.filter(status=Rollout.Status.ACTIVE)
+        .filter(Q(primary=version) | Q(candidates__version=version))
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    if rollouts:
+        raise Conflict(
+            f"Version {version.number} is in active rollout(s) {rollouts}; end them first.",
+            code="version_in_rollout",
+            details={"rollouts": rollouts},
+        )
     if version.status != ModelVersion.Status.ARCHIVED:
         version.status = ModelVersion.Status.ARCHIVED
         version.archived_at = timezone.now()
@@ -259,6 +272,7 @@ def alias_set(
             details={"alias": [f"At most {ALIAS_NAME_MAX_LENGTH} characters."]},
         )
     MLModel.objects.select_for_update().get(pk=model.pk)  # serialise alias changes per model
+    _check_no_rollout(model, name)
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     # Forced only onto a version refused by its gate alone, not one archived since.
     if force and version.status == ModelVersion.Status.FAILED and version.failure_code == "accuracy_gate":
@@ -285,8 +299,20 @@ def alias_set(
 @transaction.atomic
 def alias_delete(*, alias: ModelAlias, user: User | None) -> None:
     MLModel.objects.select_for_update().get(pk=alias.model_id)
+    _check_no_rollout(alias.model, alias.name)
     _log_alias(alias.model, alias.name, ModelAliasHistory.Action.DELETE, alias.version, None, user)
     alias.delete()
+
+
+def _check_no_rollout(model: MLModel, name: str) -> None:
+    """An alias under an active rollout moves only by its promotion (409 otherwise)."""
+    active = Rollout.objects.filter(model=model, alias_name=name, status=Rollout.Status.ACTIVE).first()
+    if active is not None:
+        raise Conflict(
+            f"Alias '{name}' has an active rollout (#{active.pk}): promote or abort it first.",
+            code="rollout_active",
+            details={"rollout": active.pk},
+        )
 
 
 def _log_alias(
