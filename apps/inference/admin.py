@@ -138,6 +138,7 @@ class PredictionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "model_name",
         "version_number",
         "alias",
+        "route",
         "source",
         "status",
         "error_code",

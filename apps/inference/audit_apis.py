@@ -34,6 +34,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "model",
             "version",
             "alias",
+            "route",
             "source",
             "status",
             "error_code",

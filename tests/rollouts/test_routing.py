@@ -50,6 +50,8 @@ def test_one_key_always_gets_one_version_and_the_answer_says_why(api, candidate)
         assert (answer["version"], answer["route"]) == (1, "primary")
     rows = Prediction.objects.order_by("id").values_list("version_number", "route", "alias")
     assert list(rows) == [(2, "canary", "production"), (1, "primary", "production")] * 3
+    trail = api.get("/api/v1/predictions/").json()["results"]
+    assert [(r["version"], r["route"]) for r in trail[:2]] == [(1, "primary"), (2, "canary")]
 
 
 def test_without_a_rollout_the_route_is_null_and_the_audit_column_empty(api, tiny_version):
