@@ -70,3 +70,10 @@ def _http_input() -> httpclient.InferInput:
     tensor = httpclient.InferInput("input", [1, 3, 8, 8], "FP32")
     tensor.set_data_from_numpy(np.zeros((1, 3, 8, 8), np.float32))
     return tensor
+
+
+def test_the_grpc_log_line_names_the_application(machine_token, triton, tiny_version, log_records):
+    token, application = machine_token()
+    triton.get_model_metadata("tiny", headers={"authorization": f"Bearer {token}"})
+    line = next(r for r in log_records if r.name == "mlplatform.grpc")
+    assert line.oauth_application == application.client_id
