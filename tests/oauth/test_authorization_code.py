@@ -283,3 +283,22 @@ def test_a_refresh_token_of_a_disabled_application_is_invalid_client(code_flow):
     services.application_update(application=application, disabled=True)
     assert_oauth_error(refresh(application, tokens["refresh_token"]), 401, "invalid_client")
     assert RefreshToken.objects.filter(revoked__isnull=True).count() == 1  # kept, enabling brings it back
+
+
+def test_two_exchanges_of_one_code_racing_revoke_what_the_winner_got(make_app, browser):
+    """Both got past validate_code; the loser finds the grant deleted by the winner."""
+    from oauthlib.common import Request as OAuthlibRequest
+    from oauthlib.oauth2.rfc6749.errors import InvalidGrantError
+
+    from apps.oauth.server import PlatformValidator
+
+    application = make_app(grant_type="authorization_code")
+    verifier, challenge = pkce_pair()
+    code = redirect_query(consent(browser, application, challenge))["code"]
+    tokens = exchange_code(application, code, verifier).json()
+    loser = OAuthlibRequest("/oauth/token/")
+    loser.client = application
+    with pytest.raises(InvalidGrantError):
+        PlatformValidator().invalidate_authorization_code(application.client_id, code, loser)
+    assert bearer(tokens["access_token"]).get("/api/v1/me/").status_code == 401
+    assert_oauth_error(refresh(application, tokens["refresh_token"]), 400, "invalid_grant")
