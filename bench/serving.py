@@ -66,20 +66,27 @@ def _limit_worker(seconds: float, model_path: str, preprocessing: dict, result) 
     photos = [p.read_bytes() for p in PHOTOS]
     name = model.input_names[0]
     latencies, count, deadline = [], 0, time.perf_counter() + seconds
+    cpu = time.process_time()
     while time.perf_counter() < deadline:
         started = time.perf_counter()
         decoded = decode_image(photos[count % len(photos)], max_pixels=40_000_000)
         model.run({name: image_to_array(decoded.image, preprocessing)[None]})
         latencies.append((time.perf_counter() - started) * 1000)
         count += 1
-    result.put((count, latencies))
+    result.put((count, latencies, time.process_time() - cpu))
 
 
-def physical_limit(processes: int, seconds: float, model_path: Path, preprocessing: dict) -> dict:
+def physical_limit(
+    processes: int, seconds: float, model_path: Path, preprocessing: dict, work=_limit_worker
+) -> dict:
+    """`processes` processes run `work` (by default: decode + preprocess + inference of the
+    photos) for `seconds`; their throughput, latency, and CPU ms per image. `work` takes
+    _limit_worker's arguments, puts what it does (count, latencies, CPU seconds), and must
+    be importable by a spawned process."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     workers = [
-        context.Process(target=_limit_worker, args=(seconds, str(model_path), preprocessing, queue))
+        context.Process(target=work, args=(seconds, str(model_path), preprocessing, queue))
         for _ in range(processes)
     ]
     for worker in workers:
@@ -87,11 +94,13 @@ def physical_limit(processes: int, seconds: float, model_path: Path, preprocessi
     results = [queue.get() for _ in workers]
     for worker in workers:
         worker.join()
-    latencies = sorted(latency for _, values in results for latency in values)
+    latencies = sorted(latency for _, values, _ in results for latency in values)
+    count = sum(count for count, _, _ in results)
     return {
-        "throughput": sum(count for count, _ in results) / seconds,
+        "throughput": count / seconds,
         "p50": statistics.median(latencies),
         "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "cpu_ms": sum(cpu for _, _, cpu in results) * 1000 / count,
     }
 
 
@@ -202,13 +211,26 @@ class Platform:
 BODY = {"value": "multipart"}
 
 
-def run_wrk(port: int, model: str, key: str, concurrency: int, seconds: float) -> dict:
+def run_wrk(
+    port: int,
+    model: str,
+    key: str,
+    concurrency: int,
+    seconds: float,
+    *,
+    path: str | None = None,
+    script: Path = ROOT / "bench" / "predict.lua",
+    extra_env: dict[str, str] | None = None,
+) -> dict:
+    """Closed-loop `wrk` clients against /api/v1 predict (or `path`), sending the photos as
+    predict.lua does (or as another `script`, configured by `extra_env`, prints its BENCH_JSON)."""
     env = {
         **os.environ,
         "BENCH_IMAGES": ":".join(map(str, PHOTOS)),
-        "BENCH_PATH": f"/api/v1/models/{model}/predict",
+        "BENCH_PATH": path or f"/api/v1/models/{model}/predict",
         "BENCH_KEY": key,
         "BENCH_BODY": BODY["value"],
+        **(extra_env or {}),
     }
     threads = min(concurrency, 2)
     output = subprocess.run(
@@ -223,7 +245,7 @@ def run_wrk(port: int, model: str, key: str, concurrency: int, seconds: float) -
             "--timeout",
             "10s",
             "-s",
-            str(ROOT / "bench" / "predict.lua"),
+            str(script),
             f"http://127.0.0.1:{port}",
         ],
         env=env,
