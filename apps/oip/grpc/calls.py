@@ -16,9 +16,11 @@
 - one log line and the metrics (mlplatform_grpc_calls_total, mlplatform_grpc_call_seconds).
 """
 
+import contextvars
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -174,6 +176,9 @@ def rpc(*, scope: str | None = None, throttle: bool = False) -> Callable:
 
         @functools.wraps(method)
         def handler(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            return _thread_context().run(run, servicer, request, context)
+
+        def run(servicer: Any, request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             call = Call(context, name)
             token = request_id_var.set(call.request_id)
@@ -199,6 +204,20 @@ def rpc(*, scope: str | None = None, throttle: bool = False) -> Callable:
         return handler
 
     return decorate
+
+
+_threads = threading.local()
+
+
+def _thread_context() -> contextvars.Context:
+    """One context per pool thread, kept from call to call, as a gunicorn thread has. grpcio
+    runs each call in a fresh copy of the context, and Django's caches live in context-local
+    storage: without this, every call built a new Redis client and connected anew (523
+    connections for 522 calls; about 1.8 ms of CPU per call, bench/oip.py)."""
+    context = getattr(_threads, "context", None)
+    if context is None:
+        context = _threads.context = contextvars.copy_context()
+    return context
 
 
 def _record(call: Call, status: grpc.StatusCode, started: float) -> None:
