@@ -118,3 +118,28 @@ def pb_stub(channel: grpc.Channel):
     from tritonclient.grpc import service_pb2_grpc
 
     return service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+def test_a_pool_thread_keeps_its_cache_client_from_call_to_call(monkeypatch, db):
+    """grpcio runs each call in a fresh context; Django's caches live in context-local
+    storage. Without one context per pool thread, every call built a new cache client (and,
+    on Redis, a new connection)."""
+    from django.core.cache import cache
+
+    running = server.start(address="127.0.0.1", port=0, max_workers=1, max_message_bytes=1 << 20)
+    metadata = services.server_metadata()
+    seen = []
+
+    def metadata_noting_the_cache() -> dict:
+        seen.append(id(cache._connections[cache._alias]))
+        return metadata
+
+    monkeypatch.setattr(services, "server_metadata", metadata_noting_the_cache)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_stub(channel)
+            for _ in range(3):
+                stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=5)
+    finally:
+        running.stop(grace=1)
+    assert len(seen) == 3 and len(set(seen)) == 1
