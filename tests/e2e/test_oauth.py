@@ -26,7 +26,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 from tests import onnx_models
-from tests.e2e.test_stack import BIN, ROOT, database_url, e2e_dir, free_port, login, wait_for  # noqa: F401
+from tests.e2e.test_stack import BIN, ROOT, database_url, e2e_dir, free_port, login, stop, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -115,15 +115,7 @@ def oauth_stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:  # noqa: F8
         wait_for(lambda: _answers(url), 60, f"{url} to answer")
         yield {"url": url, "logs": e2e_dir}
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs.values():
-            log.close()
+        stop(processes, logs)
 
 
 def _answers(url: str) -> bool:

@@ -150,15 +150,20 @@ def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
             wait_for(lambda url=url: _ready(url), 60, f"{url} to be ready")
         yield {"url": urls[0], "urls": urls, "logs": e2e_dir, "env": env}
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs.values():
-            log.close()
+        stop(processes, logs)
+
+
+def stop(processes: list[subprocess.Popen], logs: dict) -> None:
+    """Stop the stack's processes (killing any that outlive 20 s) and close their logs."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for log in logs.values():
+        log.close()
 
 
 def _ready(base_url: str) -> bool:
