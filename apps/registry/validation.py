@@ -310,12 +310,28 @@ def _time_runs(session: ort.InferenceSession, feed: dict[str, np.ndarray], runs:
     return samples
 
 
+_FLOAT_DTYPES = frozenset({"float", "float16", "double", "bfloat16"})
+
+
+def class_scores_output(signature: dict[str, Any]) -> dict[str, Any]:
+    """The output holding a classifier's scores: the first floating-point one with a class
+    dimension (batch, classes, ...), else the first output. A converted scikit-learn
+    classifier puts its predicted `label` (shape [N], int64) before its `probabilities`
+    ([N, classes]), so "the first output" alone would miss the classes."""
+    outputs = signature["outputs"]
+    for output in outputs:
+        if output["dtype"] in _FLOAT_DTYPES and len(output["shape"]) >= 2:
+            return output
+    return outputs[0]
+
+
 def check_label_count(signature: dict[str, Any], label_count: int) -> None:
     """A classifier's labels must match its class dimension, when that is known."""
-    first_output = signature["outputs"][0]["shape"]
-    classes = first_output[-1] if first_output else -1
+    output = class_scores_output(signature)
+    classes = output["shape"][-1] if output["shape"] else -1
     if classes > 0 and classes != label_count:
         raise ModelFileError(
             "labels_mismatch",
-            f"The model's first output has {classes} classes but {label_count} labels were given.",
+            f"The model's class scores ('{output['name']}') have {classes} classes "
+            f"but {label_count} labels were given.",
         )
