@@ -1,12 +1,19 @@
-"""Admin: users with their limits and usage, API keys (revoke), limits, usage."""
+"""Admin: users with their limits and usage, API keys (create, edit, revoke), limits, usage."""
 
+import re
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from apps.accounts import services
 from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
+from apps.core.exceptions import ApplicationError
 
 
 class UserLimitsInline(admin.StackedInline):
@@ -30,8 +37,53 @@ class UserAdmin(BaseUserAdmin):
     inlines = [UserLimitsInline, QuotaUsageInline]
 
 
+class ApiKeyForm(forms.ModelForm):
+    """Scopes from the known list only; on the add form the key is made by the service (the
+    same rules as the API), whose secret the next page shows once."""
+
+    scopes = forms.MultipleChoiceField(choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple)
+    model_names = forms.CharField(
+        required=False, help_text="Model names, comma-separated; blank: every model its owner may use."
+    )
+    created_key = ""  # the secret of a key made by this form, for the page shown after it
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "owner", "scopes", "model_names", "rate_limit_per_minute", "expires_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["model_names"] = ", ".join(self.instance.model_names)
+
+    def clean_scopes(self) -> list[str]:
+        return sorted(set(self.cleaned_data["scopes"]))
+
+    def clean_model_names(self) -> list[str]:
+        return sorted({name for name in re.split(r"[\s,]+", self.cleaned_data["model_names"]) if name})
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.instance.pk is not None or self.errors:
+            return cleaned
+        try:
+            created = services.api_key_create(
+                owner=cleaned["owner"],
+                name=cleaned["name"],
+                scopes=cleaned["scopes"],
+                model_names=cleaned["model_names"],
+                expires_at=cleaned.get("expires_at"),
+                rate_limit_per_minute=cleaned.get("rate_limit_per_minute"),
+            )
+        except ApplicationError as exc:
+            raise ValidationError(exc.message) from exc
+        self.instance, self.created_key = created.api_key, created.key
+        return cleaned
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
     list_display = [
         "name",
         "owner",
@@ -45,12 +97,46 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix", "owner__username"]
     list_select_related = ["owner"]
-    # Keys are created through the API or `manage.py create_api_key`, which show the secret once.
-    readonly_fields = ["owner", "prefix", "digest", "created_at", "last_used_at", "revoked_at"]
+    raw_id_fields = ["owner"]
     actions = ["revoke"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        fields = ["name", "owner", "scopes", "model_names", "rate_limit_per_minute", "expires_at"]
+        return fields if obj is None else ["key_prefix", *fields, "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        # The owner is fixed once a key exists: a key never moves to another user.
+        return [] if obj is None else ["key_prefix", "owner", "created_at", "last_used_at", "revoked_at"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {
+            "owner": request.user.pk,
+            "scopes": [ApiKey.Scope.PREDICT],
+            **super().get_changeform_initial_data(request),
+        }
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.Form, change: bool) -> None:
+        if change:
+            obj.save()
+            services.api_key_forget([obj.prefix])  # cached keys see new scopes and models at once
+        # On add, ApiKeyForm.clean() made the key through the service.
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """The secret, once: rendered into this answer only, never stored or redirected with."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "api_key": obj,
+            "key": request.api_key_created,  # type: ignore[attr-defined]
+            "title": "API key created",
+        }
+        return TemplateResponse(request, "admin/accounts/apikey/created.html", context)
+
+    def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> ApiKey:
+        request.api_key_created = form.created_key  # type: ignore[attr-defined]
+        return super().save_form(request, form, change)
 
     @admin.display(description="key")
     def key_prefix(self, obj: ApiKey) -> str:

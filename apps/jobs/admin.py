@@ -45,8 +45,9 @@ class BatchJobAdmin(admin.ModelAdmin):
         return False  # jobs come through the API
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # Viewable (by users with the view or change permission), never edited; actions still work.
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        # Viewable (by users with the view or change permission), never edited: the page is
+        # read-only, with no Save that would be refused. Cancel and retry are list actions.
+        return False
 
     @admin.display(description="progress")
     def progress_bar(self, obj: BatchJob) -> str:
