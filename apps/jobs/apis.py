@@ -20,9 +20,9 @@ from apps.accounts.permissions import request_api_key
 from apps.core.middleware import log_context
 from apps.core.pagination import CursorPagination, paginated_response
 from apps.core.schema import error_responses
-from apps.jobs import selectors, services, webhooks
+from apps.jobs import selectors, services, webhook_signing, webhooks
 from apps.jobs.http import JobJsonInputSerializer, job_accepted, submission_from_request
-from apps.jobs.models import BatchJob, JobItem, WebhookSecret, new_secret
+from apps.jobs.models import BatchJob, JobItem, WebhookSecret
 from apps.jobs.serializers import (
     JobOutputSerializer,
     JobResultOutputSerializer,
@@ -231,22 +231,42 @@ class WebhookSecretApi(APIView):
     required_scope = ApiKey.Scope.JOBS
 
     class WebhookSecretOutputSerializer(serializers.ModelSerializer):
+        legacy_secret = serializers.SerializerMethodField(
+            help_text="The same key as the legacy X-MLPlatform-Signature header's verifiers use it."
+        )
+
         class Meta:
             model = WebhookSecret
-            fields = ["secret", "rotated_at"]
+            fields = ["secret", "legacy_secret", "rotated_at", "previous_valid_until"]
+
+        def get_legacy_secret(self, obj: WebhookSecret) -> str:
+            return webhook_signing.legacy_secret(obj.secret)
+
+    class WebhookSecretRotateInputSerializer(serializers.Serializer):
+        overlap_seconds = serializers.IntegerField(
+            min_value=0,
+            max_value=webhooks.MAX_SECRET_OVERLAP_SECONDS,
+            required=False,
+            help_text="How long the replaced secret keeps signing too (default "
+            "WEBHOOK_SECRET_OVERLAP_SECONDS; 0 stops it at once).",
+        )
 
     @extend_schema(operation_id="webhook_secret_retrieve", responses={200: WebhookSecretOutputSerializer})
     def get(self, request: Request) -> Response:
-        """The secret that signs your webhooks (header X-MLPlatform-Signature: t=…,v1=HMAC-SHA256)."""
-        webhooks.secret_for(request.user)
-        return Response(self.WebhookSecretOutputSerializer(request.user.webhook_secret).data)
+        """The secret that signs your webhooks (Standard Webhooks: webhook-id, webhook-timestamp,
+        webhook-signature; and the legacy X-MLPlatform-Signature for a transition period)."""
+        return Response(self.WebhookSecretOutputSerializer(webhooks.secret_for(request.user)).data)
 
     @extend_schema(
-        operation_id="webhook_secret_rotate", request=None, responses={200: WebhookSecretOutputSerializer}
+        operation_id="webhook_secret_rotate",
+        request=WebhookSecretRotateInputSerializer,
+        responses={200: WebhookSecretOutputSerializer, **error_responses(400)},
     )
     def post(self, request: Request) -> Response:
-        """Replace the secret; deliveries from now on are signed with the new one."""
-        secret, _ = WebhookSecret.objects.update_or_create(
-            user=request.user, defaults={"secret": new_secret()}
-        )
+        """Replace the secret. Deliveries from now on are signed with the new one and, until
+        `previous_valid_until`, with the replaced one too (both in webhook-signature)."""
+        body = self.WebhookSecretRotateInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        overlap = body.validated_data.get("overlap_seconds")
+        secret = webhooks.rotate_secret(request.user, overlap_seconds=overlap)
         return Response(self.WebhookSecretOutputSerializer(secret).data)

@@ -7,14 +7,15 @@ once: an item moves from `pending` only under the lease, and its audit
 `Prediction` is unique per item (`Prediction.job_item`).
 """
 
-import secrets
 import uuid
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from apps.jobs import webhook_signing
 from apps.registry.models import VisibleQuerySet
 
 if TYPE_CHECKING:
@@ -133,24 +134,42 @@ class JobItem(models.Model):
 
 
 def new_secret() -> str:
-    """A new webhook signing secret: the default of `WebhookSecret.secret`."""
-    return secrets.token_urlsafe(32)
+    """A new webhook signing secret (`whsec_…`): the default of `WebhookSecret.secret`."""
+    return webhook_signing.new_secret()
 
 
 _new_secret = new_secret  # the name migration 0001 refers to
 
 
 class WebhookSecret(models.Model):
-    """The per-user secret that signs the platform's webhook deliveries (HMAC-SHA256)."""
+    """The per-user secret that signs the platform's webhook deliveries (Standard Webhooks).
+
+    A rotation keeps the replaced secret as `previous_secret` until `previous_valid_until`:
+    in that window both sign every delivery, so receivers can switch without losing one.
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret"
     )
-    secret = models.CharField(max_length=64, default=new_secret)
+    secret = models.CharField(max_length=100, default=new_secret)
+    previous_secret = models.CharField(max_length=100, blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
     rotated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"webhook secret of {self.user_id}"
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets that sign a delivery made at `now`: the current one first."""
+        in_overlap = self.previous_secret and self.previous_valid_until and now < self.previous_valid_until
+        return [self.secret, self.previous_secret] if in_overlap else [self.secret]
+
+    def rotate(self, *, now: datetime, overlap_seconds: int) -> None:
+        """A new secret; the current one keeps signing for `overlap_seconds` (0: stops now).
+        A second rotation within the window drops the oldest: at most two secrets sign."""
+        self.previous_secret = self.secret if overlap_seconds > 0 else ""
+        self.previous_valid_until = now + timedelta(seconds=overlap_seconds) if overlap_seconds > 0 else None
+        self.secret = new_secret()
 
 
 class WebhookDelivery(models.Model):

@@ -1,15 +1,9 @@
 """Job-completion webhooks: where they may go, how they are signed, how one attempt is made.
 
-Signing. Every delivery carries
-
-    X-MLPlatform-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>
-
-where the secret is the owner's `WebhookSecret` (one per user, created on first use). A receiver
-verifies a delivery by taking `t` from the header, recomputing the HMAC over `t`, a dot and the raw
-request body exactly as received (before any JSON parsing), comparing it with `v1` in constant time,
-and rejecting timestamps older than a few minutes, so a captured request cannot be replayed later.
-`verify_signature` below is the reference implementation. `X-MLPlatform-Delivery` is
-`<job id>:<attempt>`; a receiver that saw it already can ignore the repeat.
+Signing. Every delivery is signed per Standard Webhooks (`webhook-id`, stable across the retries
+of one delivery; `webhook-timestamp`; `webhook-signature`), with the owner's `WebhookSecret`, and
+for a transition period also with the legacy `X-MLPlatform-Signature` header: see
+apps/jobs/webhook_signing.py. `X-MLPlatform-Delivery` (`<job id>:<attempt>`) stays with it.
 
 Where a webhook may go (SSRF). The platform makes the request, from inside our network, to a URL
 a client chose, so the URL could point the platform at itself, the cloud metadata service or a
@@ -30,8 +24,6 @@ worker; that task calls `deliver` and, after a failure, schedules the next attem
 seconds later until `max_attempts()` attempts were made.
 """
 
-import hashlib
-import hmac
 import ipaddress
 import json
 import logging
@@ -43,9 +35,12 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.core.exceptions import InvalidInput
+from apps.jobs import webhook_signing
 from apps.jobs.models import BatchJob, WebhookDelivery, WebhookSecret
 from apps.jobs.serializers import JobOutputSerializer
 
@@ -56,6 +51,7 @@ USER_AGENT = "mlplatform-webhooks/1"
 MAX_URL_LENGTH = 2000
 MAX_RETRY_DELAY_SECONDS = 3600
 MAX_ERROR_LENGTH = 1000
+MAX_SECRET_OVERLAP_SECONDS = 7 * 86400
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -173,38 +169,38 @@ def _address_problem(address: IPAddress) -> str | None:
 # --- Signing --------------------------------------------------------------------------------------
 
 
-def _hmac_hex(*, secret: str, timestamp: int, body: bytes) -> str:
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def signature_header(*, secret: str, timestamp: int, body: bytes) -> str:
-    return f"t={timestamp},v1={_hmac_hex(secret=secret, timestamp=timestamp, body=body)}"
-
-
-def verify_signature(
-    *, secret: str, header: str, body: bytes, tolerance_seconds: int = 300, now: float | None = None
-) -> bool:
-    """True if `header` signs `body` with `secret` and its timestamp is within the tolerance."""
-    timestamp, signatures = None, []
-    for item in header.split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit():
-            timestamp = int(value)
-        elif key == "v1":
-            signatures.append(value)
-    if timestamp is None or not signatures:
-        return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance_seconds:
-        return False
-    expected = _hmac_hex(secret=secret, timestamp=timestamp, body=body)
-    # Several v1 values are allowed, as during a secret rotation; any one matching is enough.
-    return any(hmac.compare_digest(expected.encode(), value.encode()) for value in signatures)
-
-
-def secret_for(user: User) -> str:
+def secret_for(user: User) -> WebhookSecret:
     """The user's webhook signing secret, created on first use."""
     webhook_secret, _ = WebhookSecret.objects.get_or_create(user=user)
-    return webhook_secret.secret
+    return webhook_secret
+
+
+def rotate_secret(user: User, *, overlap_seconds: int | None = None) -> WebhookSecret:
+    """Give `user` a new secret; the old one keeps signing for `overlap_seconds`
+    (`WEBHOOK_SECRET_OVERLAP_SECONDS` unless given; 0 drops it at once, for a leaked secret)."""
+    if overlap_seconds is None:
+        overlap_seconds = getattr(settings, "WEBHOOK_SECRET_OVERLAP_SECONDS", 86400)
+    with transaction.atomic():
+        secret_for(user)
+        webhook_secret = WebhookSecret.objects.select_for_update().get(user=user)
+        webhook_secret.rotate(now=timezone.now(), overlap_seconds=overlap_seconds)
+        webhook_secret.save()
+    return webhook_secret
+
+
+def _signed_headers(job: BatchJob, attempt: int, body: bytes) -> dict[str, str]:
+    now = timezone.now()
+    headers = webhook_signing.signature_headers(
+        secrets_=secret_for(job.owner).signing_secrets(now),
+        msg_id=webhook_signing.message_id(job.id),
+        timestamp=int(now.timestamp()),
+        body=body,
+        legacy=getattr(settings, "WEBHOOK_LEGACY_SIGNATURE", True),
+    )
+    if "X-MLPlatform-Signature" in headers:  # the legacy headers travel together
+        headers["X-MLPlatform-Event"] = EVENT
+        headers["X-MLPlatform-Delivery"] = f"{job.id}:{attempt}"
+    return headers
 
 
 # --- The payload ----------------------------------------------------------------------------------
@@ -229,15 +225,8 @@ def deliver(*, job: BatchJob, payload: dict[str, Any], attempt: int) -> WebhookD
     except InvalidInput as refused:
         return _record(job=job, attempt=attempt, url=job.webhook_url, started=started, error=refused.message)
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "X-MLPlatform-Event": EVENT,
-        "X-MLPlatform-Delivery": f"{job.id}:{attempt}",
-        "X-MLPlatform-Signature": signature_header(
-            secret=secret_for(job.owner), timestamp=int(time.time()), body=body
-        ),
-    }
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    headers.update(_signed_headers(job, attempt, body))
     timeout = (
         getattr(settings, "WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3),
         getattr(settings, "WEBHOOK_READ_TIMEOUT_SECONDS", 10),

@@ -11,7 +11,10 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.core.exceptions import InvalidInput
+from apps.jobs import webhook_signing
 from apps.jobs.models import BatchJob, WebhookDelivery, WebhookSecret
+from apps.jobs.webhook_signing import encode_secret, legacy_signature
+from apps.jobs.webhook_signing import verify_legacy_signature as verify_signature
 from apps.jobs.webhooks import (
     check_webhook_url,
     deliver,
@@ -19,8 +22,6 @@ from apps.jobs.webhooks import (
     max_attempts,
     retry_delay,
     secret_for,
-    signature_header,
-    verify_signature,
 )
 
 pytestmark = pytest.mark.django_db
@@ -116,6 +117,11 @@ def receiver(settings, monkeypatch):
 # --- Signatures ----------------------------------------------------------------------------------
 
 
+def signature_header(*, secret: str, timestamp: int, body: bytes) -> str:
+    """The legacy header as a delivery signed with `secret` (its legacy form) carries it."""
+    return legacy_signature(secrets_=[encode_secret(secret)], timestamp=timestamp, body=body)
+
+
 def test_signature_header_is_timestamp_and_hmac_of_timestamp_dot_body():
     body = b'{"a":1}'
     expected = hmac.new(b"s3cret", f"{NOW}.".encode() + body, hashlib.sha256).hexdigest()
@@ -164,10 +170,10 @@ def test_a_malformed_signature_header_fails_verification(header):
 
 
 def test_secret_for_creates_the_users_secret_once(user):
-    first = secret_for(user)
+    first = secret_for(user).secret
 
-    assert len(first) >= 32
-    assert secret_for(user) == first
+    assert first.startswith("whsec_") and len(first) >= 32
+    assert secret_for(user).secret == first
     assert WebhookSecret.objects.filter(user=user).count() == 1
 
 
@@ -274,8 +280,9 @@ def test_it_delivers_a_signed_json_body(receiver, make_job, user):
     assert request.headers["User-Agent"] == "mlplatform-webhooks/1"
     assert request.headers["X-MLPlatform-Event"] == "job.finished"
     assert request.headers["X-MLPlatform-Delivery"] == f"{job.id}:1"
+    legacy = webhook_signing.legacy_secret(secret_for(user).secret)
     assert verify_signature(
-        secret=secret_for(user), header=request.headers["X-MLPlatform-Signature"], body=request.body
+        secret=legacy, header=request.headers["X-MLPlatform-Signature"], body=request.body
     )
     assert not verify_signature(
         secret="wrong", header=request.headers["X-MLPlatform-Signature"], body=request.body
