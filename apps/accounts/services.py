@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
+from apps.accounts import quota_counter
 from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
 from apps.accounts.ratelimit import Rate, parse_rate
 from apps.core import metrics
@@ -254,11 +255,17 @@ def quota_consume(*, user: User, amount: int = 1) -> None:
     """
     period = current_period()
     limit = limits_for(user).monthly_prediction_quota
-    if _spend(user.pk, period, amount, limit):
+    if _spend(user.pk, period, amount, limit) or (
+        _ensure_usage_row(user, period) and _spend(user.pk, period, amount, limit)  # the month's first
+    ):
+        quota_counter.mirror_on_commit(user.pk, period, amount)  # the stream mode's Redis counter
         return
-    if _ensure_usage_row(user, period) and _spend(user.pk, period, amount, limit):
-        return  # the first prediction of the month
     used = QuotaUsage.objects.values_list("used", flat=True).get(user=user, period=period)
+    raise quota_exceeded(limit=limit, used=used, amount=amount, period=period)
+
+
+def quota_exceeded(*, limit: int | None, used: int, amount: int, period: dt.date) -> QuotaExceeded:
+    """The 429 for a spend of `amount` over `limit` with `used` spent (counted once)."""
     resets = next_period(period)
     error = QuotaExceeded(
         f"Monthly prediction quota of {limit} is spent ({used} used); it resets on {resets:%Y-%m-%d}.",
@@ -267,7 +274,7 @@ def quota_consume(*, user: User, amount: int = 1) -> None:
     reset_at = dt.datetime.combine(resets, dt.time.min, tzinfo=dt.UTC)
     error.retry_after = max(int((reset_at - timezone.now()).total_seconds()), 1)
     metrics.THROTTLED.labels("quota").inc()
-    raise error
+    return error
 
 
 def quota_spend_statement(*, user: User, amount: int) -> tuple[str, list]:
@@ -306,9 +313,9 @@ def _spend(user_id: int, period: dt.date, amount: int, limit: int | None) -> boo
 
 def quota_refund(*, user: User, amount: int = 1) -> None:
     """Give back units spent on predictions that were not made (for example a failed batch)."""
-    QuotaUsage.objects.filter(user=user, period=current_period(), used__gte=amount).update(
-        used=F("used") - amount
-    )
+    period = current_period()
+    if QuotaUsage.objects.filter(user=user, period=period, used__gte=amount).update(used=F("used") - amount):
+        quota_counter.mirror_on_commit(user.pk, period, -amount)
 
 
 def _ensure_usage_row(user: User, period: dt.date) -> bool:

@@ -2,8 +2,10 @@
 in by, written by one sink. On the hot path: one prepared statement, no ORM.
 
 `rows` builds the rows from the pipeline's outcomes; `sink.write` stores them (spending
-the caller's quota in the same statement when asked). A later sink may queue rows off
-the request path: replace `sink` with an object that has the same `write`.
+the caller's quota with them when asked): in the request's own database round trip
+(AUDIT_MODE=durable, `DatabaseSink`), or appended to a Redis stream that
+`manage.py auditwriter` copies into PostgreSQL in batches (AUDIT_MODE=stream, ADR 0030).
+A row is a dict of Prediction's attribute names: whatever the model has, both sinks carry.
 """
 
 import functools
@@ -20,6 +22,8 @@ from rest_framework import exceptions as drf_exceptions
 from apps.accounts.credentials import Credential, recorded_ids
 from apps.accounts.models import User
 from apps.accounts.services import QuotaExceeded, quota_consume, quota_spend_statement
+from apps.auditstream.mode import stream_enabled
+from apps.auditstream.sink import StreamSink
 from apps.core.exception_handler import describe_error
 from apps.inference.models import Prediction
 from apps.inference.pipeline import Outcome
@@ -142,7 +146,20 @@ class DatabaseSink:
             insert_predictions(rows)
 
 
-sink = DatabaseSink()
+class ConfiguredSink:
+    """The sink settings.AUDIT_MODE chooses, looked up on every write (ADR 0030): the durable
+    sink, or the Redis stream (apps/auditstream/sink.py), which falls back to the durable one."""
+
+    def __init__(self) -> None:
+        self.durable = DatabaseSink()
+        self.stream = StreamSink(self.durable, Prediction._meta.db_table)
+
+    def write(self, rows: list[dict[str, Any]], *, spend_quota_of: User | None = None) -> None:
+        chosen = self.stream if stream_enabled() else self.durable
+        chosen.write(rows, spend_quota_of=spend_quota_of)
+
+
+sink = ConfiguredSink()
 
 
 def insert_predictions(rows: list[dict[str, Any]]) -> None:

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "apps.rollouts",
     # OAuth 2.0 (ADR 0016): apps.oauth holds the swapped application model, so it comes first.
     "apps.oauth",
+    "apps.auditstream",
     "oauth2_provider",
     "django_prometheus",
 ]
@@ -214,6 +215,15 @@ WEBHOOK_LEGACY_SIGNATURE = env.bool("WEBHOOK_LEGACY_SIGNATURE", default=True)
 
 # --- Celery --------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
+# Audit rows and the quota (ADR 0030, README "Audit modes"): "durable" commits each request's
+# rows and quota spend before it answers; "stream" appends them to a Redis stream, counts the
+# quota in Redis, and `manage.py auditwriter` copies the rows into PostgreSQL in batches.
+# Without Redis or PostgreSQL, "stream" falls back to "durable" and says so at start.
+AUDIT_MODE = env("AUDIT_MODE", default="durable")
+AUDIT_STREAM_KEY = env("AUDIT_STREAM_KEY", default=env("CACHE_KEY_PREFIX", default="mlp") + ":audit")
+AUDIT_WRITER_BATCH = env.int("AUDIT_WRITER_BATCH", default=500)  # stream entries per transaction
+# A stream entry a writer took but did not acknowledge this long ago (a dead writer) is taken over.
+AUDIT_WRITER_CLAIM_SECONDS = env.float("AUDIT_WRITER_CLAIM_SECONDS", default=30.0)
 BROKER_DIR = Path(env("BROKER_DIR", default=str(VAR_DIR / "broker")))
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
