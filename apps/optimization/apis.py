@@ -146,7 +146,9 @@ class OptimizeApi(RegistryApi):
             required=False, help_text="Labelled set: accuracy of source and result, and the gate."
         )
         calibration_set = serializers.SlugField(
-            required=False, help_text="For static-int8: the set whose inputs calibrate activations."
+            required=False,
+            help_text="For static-int8 and auto-int8 (whose default is its evaluation set): the set whose"
+            " inputs calibrate activations.",
         )
         calibration_method = serializers.ChoiceField(
             choices=sorted(recipes.CALIBRATION_METHODS), default="minmax", required=False
@@ -157,6 +159,12 @@ class OptimizeApi(RegistryApi):
         per_channel = serializers.BooleanField(required=False, allow_null=True, default=None)
         max_top1_drop = serializers.FloatField(
             min_value=0, max_value=100, required=False, help_text="Percentage points (default 1)."
+        )
+        time_budget_seconds = serializers.FloatField(
+            min_value=0,
+            max_value=86400,
+            required=False,
+            help_text="auto-int8's time box (default OPTIMIZATION_AUTO_INT8_SECONDS, 900).",
         )
 
     @extend_schema(
@@ -176,6 +184,8 @@ class OptimizeApi(RegistryApi):
             keys += ["calibration_method", "calibration_size", "per_channel"]
         elif values["recipe"] == "dynamic-int8":
             keys += ["per_channel"]
+        elif values["recipe"] == "auto-int8":
+            keys += ["calibration_size", "time_budget_seconds"]
         params = {k: values[k] for k in keys if values.get(k) is not None}
         run = services.optimization_request(
             version=version,

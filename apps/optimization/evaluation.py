@@ -9,6 +9,7 @@ without its labels. No ORM here: the worker passes paths, configs and loaded mod
 import base64
 import binascii
 import json
+import math
 import posixpath
 import statistics
 import time
@@ -120,6 +121,23 @@ def scores(model: LoadedModel, outputs: dict[str, np.ndarray], classes: int) -> 
     raise UnprocessableInput("The model has no [N, classes] score output to rank.", code="no_score_output")
 
 
+def ranked(model: LoadedModel, inputs: dict[str, np.ndarray], classes: int) -> list[int]:
+    """The model's five best classes for one item, best first."""
+    row = scores(model, model.run(inputs), classes)[0]
+    return np.argsort(row)[::-1][:5].tolist()
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float] | None:
+    """The Wilson score interval of a proportion, in percent (95 % for z = 1.96). It stays
+    inside 0..100 and is honest near 100 %, where the normal approximation collapses."""
+    if not n:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2)]
+
+
 @dataclass
 class Comparison:
     items: int = 0
@@ -130,23 +148,60 @@ class Comparison:
     result_top5: int = 0
     agree_top1: int = 0
 
+    def add(self, source: list[int], result: list[int], truth: int | None) -> None:
+        """Count one item: both models' five best classes and its label's index (or None)."""
+        self.items += 1
+        self.agree_top1 += source[0] == result[0]
+        if truth is not None:
+            self.labelled += 1
+            self.source_top1 += source[0] == truth
+            self.source_top5 += truth in source
+            self.result_top1 += result[0] == truth
+            self.result_top5 += truth in result
+
     def report(self) -> dict[str, Any]:
         def pct(n: int, d: int) -> float | None:
             return round(100 * n / d, 2) if d else None
 
+        # The gate decides on the point estimates; the intervals say how much a set of this
+        # size can tell (they treat items as independent, which views of one photo are not).
         return {
             "items": self.items,
             "labelled": self.labelled,
             "source": {
                 "top1": pct(self.source_top1, self.labelled),
                 "top5": pct(self.source_top5, self.labelled),
+                "top1_interval95": wilson(self.source_top1, self.labelled),
             },
             "result": {
                 "top1": pct(self.result_top1, self.labelled),
                 "top5": pct(self.result_top5, self.labelled),
+                "top1_interval95": wilson(self.result_top1, self.labelled),
             },
             "top1_agreement": pct(self.agree_top1, self.items),
+            "top1_agreement_interval95": wilson(self.agree_top1, self.items),
         }
+
+
+def gate_verdict(accuracy: dict[str, Any], limit: float) -> dict[str, Any]:
+    """The accuracy gate on a comparison report: a top-1 drop of more than `limit` points
+    fails. Without labelled accuracy it passes, unevaluated. The one rule every recipe and
+    the auto-int8 search apply."""
+    before = (accuracy.get("source") or {}).get("top1")
+    after = (accuracy.get("result") or {}).get("top1")
+    gate: dict[str, Any] = {"max_top1_drop": limit}
+    if before is None or after is None:
+        gate.update(evaluated=False, passed=True, reason="No labelled evaluation set: accuracy not measured.")
+        return gate
+    drop = round(before - after, 2)
+    gate.update(evaluated=True, top1_drop=drop, passed=drop <= limit)
+    interval = (accuracy.get("result") or {}).get("top1_interval95")
+    shown = f" (95% interval {interval[0]}-{interval[1]}%)" if interval else ""
+    gate["reason"] = (
+        f"Top-1 accuracy {after}%{shown} against {before}% for the source: a drop of {drop} points"
+        f" ({'within' if drop <= limit else 'beyond'} the allowed {limit})."
+    )
+    return gate
 
 
 def compare(
@@ -163,20 +218,47 @@ def compare(
     index_of = {label: i for i, label in enumerate(labels)}
     for item in items:
         inputs = feeds(item, config, signature)
-        ranked = []
-        for model in (source, result):
-            row = scores(model, model.run(inputs), len(labels))[0]
-            ranked.append(np.argsort(row)[::-1][:5].tolist())
-        found.items += 1
-        found.agree_top1 += ranked[0][0] == ranked[1][0]
-        if item.label is not None and item.label in index_of:
-            truth = index_of[item.label]
-            found.labelled += 1
-            found.source_top1 += ranked[0][0] == truth
-            found.source_top5 += truth in ranked[0]
-            found.result_top1 += ranked[1][0] == truth
-            found.result_top5 += truth in ranked[1]
+        truth = index_of.get(item.label) if item.label is not None else None
+        found.add(ranked(source, inputs, len(labels)), ranked(result, inputs, len(labels)), truth)
     return found
+
+
+@dataclass
+class PreparedSet:
+    """An evaluation set preprocessed once and the source's answers to it, for comparing
+    many candidates (the auto-int8 search) without decoding the images again."""
+
+    inputs: list[dict[str, np.ndarray]]
+    truths: list[int | None]
+    source_ranked: list[list[int]]
+    source_outputs: list[np.ndarray]
+    classes: int
+
+    def compare(self, result: LoadedModel) -> Comparison:
+        found = Comparison()
+        for inputs, truth, source in zip(self.inputs, self.truths, self.source_ranked, strict=True):
+            found.add(source, ranked(result, inputs, self.classes), truth)
+        return found
+
+
+def prepare(
+    source: LoadedModel,
+    items: Iterator[EvalItem],
+    *,
+    config: dict[str, Any],
+    signature: dict[str, Any],
+    labels: list[str],
+) -> PreparedSet:
+    index_of = {label: i for i, label in enumerate(labels)}
+    prepared = PreparedSet([], [], [], [], len(labels))
+    for item in items:
+        inputs = feeds(item, config, signature)
+        prepared.inputs.append(inputs)
+        prepared.truths.append(index_of.get(item.label) if item.label is not None else None)
+        row = scores(source, source.run(inputs), len(labels))
+        prepared.source_outputs.append(row)
+        prepared.source_ranked.append(np.argsort(row[0])[::-1][:5].tolist())
+    return prepared
 
 
 def performance(

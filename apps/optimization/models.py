@@ -54,6 +54,7 @@ class OptimizationRun(models.Model):
     class Recipe(models.TextChoices):
         DYNAMIC_INT8 = "dynamic-int8"
         STATIC_INT8 = "static-int8"
+        AUTO_INT8 = "auto-int8"
         FP16 = "fp16"
         GRAPH = "graph"
 

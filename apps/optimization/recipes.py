@@ -31,7 +31,7 @@ from onnxruntime.quantization import (
 
 logger = logging.getLogger(__name__)
 
-RECIPES = ("dynamic-int8", "static-int8", "fp16", "graph")
+RECIPES = ("dynamic-int8", "static-int8", "auto-int8", "fp16", "graph")
 CALIBRATION_METHODS = {
     "minmax": CalibrationMethod.MinMax,
     "entropy": CalibrationMethod.Entropy,
@@ -60,7 +60,7 @@ class _Feeds(CalibrationDataReader):
         return next(self._feeds, None)
 
 
-def _preprocessed(source: Path, work: Path) -> Path:
+def preprocessed(source: Path, work: Path) -> Path:
     """ONNX Runtime's recommended step before quantization: shape inference and fusions."""
     out = work / "pre.onnx"
     try:
@@ -75,7 +75,7 @@ def _on_preprocessed(source: Path, quantize: Callable[[Path], None]) -> None:
     """Quantize the pre-processed model; if the quantizer refuses it (its rewrites can
     confuse the quantizer on some graphs, e.g. with ai.onnx.ml operators), the original."""
     with tempfile.TemporaryDirectory() as work:
-        model = _preprocessed(source, Path(work))
+        model = preprocessed(source, Path(work))
         try:
             quantize(model)
         except Exception as exc:
@@ -106,22 +106,42 @@ def static_int8(
     method: str = "minmax",
     per_channel: bool = True,
 ) -> None:
-    if method not in CALIBRATION_METHODS:
-        raise RecipeError(f"Unknown calibration method '{method}'.", code="invalid_recipe")
     _on_preprocessed(
         source,
-        lambda model: quantize_static(
-            str(model),
-            str(target),
-            _Feeds(calibration()),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CALIBRATION_METHODS[method],
-            # MinMax keeps a running min/max instead of every input's activations in memory.
-            extra_options={**_EXTRA, "CalibTensorRangeSymmetric": False, "CalibMaxIntermediateOutputs": 16},
+        lambda model: quantize_qdq(
+            model, target, calibration=calibration, method=method, per_channel=per_channel
         ),
+    )
+
+
+def quantize_qdq(
+    model: Path,
+    target: Path,
+    *,
+    calibration: Callable[[], Iterator[dict[str, np.ndarray]]] | None,
+    method: str = "minmax",
+    per_channel: bool = True,
+    exclude: list[str] | None = None,
+    cache: Path | None = None,
+) -> None:
+    """Static QDQ quantization of an (already pre-processed) model. With `cache`, the
+    calibrated ranges are written there once and read back on later calls, so a search
+    quantizes the same model many ways (other nodes left in float) without calibrating again."""
+    if method not in CALIBRATION_METHODS:
+        raise RecipeError(f"Unknown calibration method '{method}'.", code="invalid_recipe")
+    quantize_static(
+        str(model),
+        str(target),
+        _Feeds(calibration()) if calibration is not None else None,
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=exclude or None,
+        calibrate_method=CALIBRATION_METHODS[method],
+        # MinMax keeps a running min/max instead of every input's activations in memory.
+        extra_options={**_EXTRA, "CalibTensorRangeSymmetric": False, "CalibMaxIntermediateOutputs": 16},
+        calibration_cache_path=cache,
     )
 
 

@@ -14,6 +14,7 @@ import logging
 import tarfile
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,15 @@ from apps.core.claims import ClaimRule, Lease
 from apps.core.exceptions import ApplicationError, Conflict, InvalidInput, PayloadTooLarge, UnprocessableInput
 from apps.core.heartbeat import Heartbeat
 from apps.inference.runtime import RuntimeConfig, load_model
-from apps.optimization import evaluation, recipes
+from apps.optimization import evaluation, recipes, search
 from apps.optimization.models import EvaluationSet, OptimizationRun
 from apps.registry import services as registry
 from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import local_path
 
 logger = logging.getLogger(__name__)
+
+Calibration = Callable[[], Iterator[dict[str, Any]]]
 
 # Runs are leased as batch jobs are (JOB_LEASE_SECONDS, renewed every JOB_HEARTBEAT_SECONDS).
 OPTIMIZATION_CLAIM = ClaimRule(
@@ -134,6 +137,12 @@ def optimization_request(
         raise InvalidInput(
             "static-int8 calibrates on a calibration set: name one (an evaluation set of this model).",
             code="calibration_set_required",
+        )
+    if recipe == "auto-int8" and evaluation_set is None:
+        raise InvalidInput(
+            "auto-int8 searches for a model that passes the accuracy gate: name an evaluation set"
+            " (it also calibrates, unless a calibration set is named).",
+            code="evaluation_set_required",
         )
     for chosen in (evaluation_set, calibration_set):
         if chosen is not None:
@@ -277,7 +286,10 @@ def _execute(run: OptimizationRun) -> None:
         status_reason="Its optimization run has not gated it yet.",
     )
     _step(run, "evaluating", 60)
+    searched = run.report.get("search")  # auto-int8's record, kept by _produce (or an earlier attempt)
     run.report = _report(run, source, version, source_path, local_path(version.artifact.name))
+    if searched:
+        run.report["search"] = searched
     _step(run, "gating", 90)
     _gate(run, version)
 
@@ -288,31 +300,19 @@ def _produce(run: OptimizationRun, source: ModelVersion, source_path: Path) -> M
     with tempfile.TemporaryDirectory(prefix="mlp-optimize-") as work:
         target = Path(work) / "model.onnx"
         _step(run, "optimizing", 10)
-        calibration = None
-        if run.calibration_set is not None:
-            calibration_set = run.calibration_set
-
-            limit = int(params.get("calibration_size", settings.OPTIMIZATION_CALIBRATION_SIZE))
-            if params.get("calibration_method", "minmax") != "minmax":
-                # Entropy and Percentile keep every input's activations in memory: fewer inputs.
-                limit = min(limit, settings.OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX)
-
-            def calibration():  # a fresh pass over the set each time the tools ask
-                return evaluation.calibration_feeds(
-                    evaluation.read_items(local_path(calibration_set.file.name), calibration_set.kind),
-                    config=source.preprocessing,
-                    signature=source.signature,
-                    limit=limit,
-                )
-
-        recipes.apply(
-            run.recipe,
-            source_path,
-            target,
-            calibration=calibration,
-            method=params.get("calibration_method", "minmax"),
-            per_channel=params.get("per_channel"),
-        )
+        calibrations = _calibrations(run, source)
+        if run.recipe == "auto-int8":
+            _auto_int8(run, source, source_path, target, calibrations)
+        else:
+            method = params.get("calibration_method", "minmax")
+            recipes.apply(
+                run.recipe,
+                source_path,
+                target,
+                calibration=calibrations(method) if calibrations else None,
+                method=method,
+                per_channel=params.get("per_channel"),
+            )
         _step(run, "validating", 40)
         with target.open("rb") as produced:
             version = registry.model_version_create(
@@ -328,6 +328,69 @@ def _produce(run: OptimizationRun, source: ModelVersion, source_path: Path) -> M
     run.result_version = version
     OptimizationRun.objects.filter(pk=run.pk).update(result_version=version)
     return version
+
+
+def _calibrations(run: OptimizationRun, source: ModelVersion) -> Callable[[str], Calibration] | None:
+    """The calibration inputs for a method, a fresh pass over the set each time the tools ask.
+    auto-int8 calibrates on its evaluation set when no calibration set is named."""
+    calibration_set = run.calibration_set
+    if calibration_set is None and run.recipe == "auto-int8":
+        calibration_set = run.evaluation_set
+    if calibration_set is None:
+        return None
+    size = int(run.params.get("calibration_size", settings.OPTIMIZATION_CALIBRATION_SIZE))
+
+    def for_method(method: str) -> Calibration:
+        # Entropy and Percentile keep every input's activations in memory: fewer inputs.
+        limit = size if method == "minmax" else min(size, settings.OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX)
+        return lambda: evaluation.calibration_feeds(
+            evaluation.read_items(local_path(calibration_set.file.name), calibration_set.kind),
+            config=source.preprocessing,
+            signature=source.signature,
+            limit=limit,
+        )
+
+    return for_method
+
+
+def _auto_int8(
+    run: OptimizationRun,
+    source: ModelVersion,
+    source_path: Path,
+    target: Path,
+    calibrations: Callable[[str], Calibration] | None,
+) -> None:
+    """The accuracy-aware search (apps/optimization/search.py), gated on the run's
+    evaluation set by the same rule as the final gate. Its record is kept on the run's
+    report, whether it found a candidate or not."""
+    assert run.evaluation_set is not None and calibrations is not None  # checked at request
+    config = RuntimeConfig(intra_op_threads=settings.ORT_INTRA_OP_THREADS)
+    items = run.evaluation_set
+    prepared = evaluation.prepare(
+        load_model((0, "source"), source_path, config),
+        evaluation.read_items(local_path(items.file.name), items.kind),
+        config=source.preprocessing,
+        signature=source.signature,
+        labels=source.labels,
+    )
+    budget = float(run.params.get("time_budget_seconds", settings.OPTIMIZATION_AUTO_INT8_SECONDS))
+    found: dict[str, Any] = {}
+    try:
+        found = search.auto_int8(
+            source_path,
+            target,
+            prepared=prepared,
+            calibration=calibrations,
+            limit=_gate_limit(run),
+            budget_seconds=budget,
+            config=config,
+        )
+    except search.NoPassingCandidate as exc:
+        found = exc.report
+        raise
+    finally:
+        run.report = {"search": found} if found else {}
+        OptimizationRun.objects.filter(pk=run.pk).update(report=run.report)
 
 
 def _report(
@@ -388,21 +451,13 @@ def _zeros(signature: dict[str, Any]) -> dict[str, Any]:
     return feeds
 
 
+def _gate_limit(run: OptimizationRun) -> float:
+    return float(run.params.get("max_top1_drop", settings.OPTIMIZATION_MAX_TOP1_DROP))
+
+
 def _gate(run: OptimizationRun, version: ModelVersion) -> None:
     """Keep the result; mark it failed when its top-1 accuracy dropped too far."""
-    limit = float(run.params.get("max_top1_drop", settings.OPTIMIZATION_MAX_TOP1_DROP))
-    accuracy = run.report.get("accuracy", {})
-    before, after = accuracy.get("source", {}).get("top1"), accuracy.get("result", {}).get("top1")
-    gate: dict[str, Any] = {"max_top1_drop": limit}
-    if before is None or after is None:
-        gate.update(evaluated=False, passed=True, reason="No labelled evaluation set: accuracy not measured.")
-    else:
-        drop = round(before - after, 2)
-        gate.update(evaluated=True, top1_drop=drop, passed=drop <= limit)
-        gate["reason"] = (
-            f"Top-1 accuracy {after}% against {before}% for the source: a drop of {drop} points"
-            f" ({'within' if drop <= limit else 'beyond'} the allowed {limit})."
-        )
+    gate = evaluation.gate_verdict(run.report.get("accuracy", {}), _gate_limit(run))
     run.report["gate"] = gate
     changes: dict[str, Any] = {"optimization": run.report}
     if gate["passed"]:

@@ -202,6 +202,9 @@ OPTIMIZATION_CALIBRATION_SIZE = env.int("OPTIMIZATION_CALIBRATION_SIZE", default
 OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX = env.int("OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX", default=32)
 OPTIMIZATION_LATENCY_RUNS = env.int("OPTIMIZATION_LATENCY_RUNS", default=50)
 OPTIMIZATION_MAX_TOP1_DROP = env.float("OPTIMIZATION_MAX_TOP1_DROP", default=1.0)  # percentage points
+# auto-int8's time box: it returns the best passing candidate found by then, or fails clearly.
+# Below CELERY_TASK_SOFT_TIME_LIMIT, with room for validating and measuring the result.
+OPTIMIZATION_AUTO_INT8_SECONDS = env.float("OPTIMIZATION_AUTO_INT8_SECONDS", default=900)
 # Webhooks: private, loopback and link-local receivers are refused unless listed here (CIDRs).
 WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)

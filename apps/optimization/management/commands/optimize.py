@@ -27,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--calibration-set")
         parser.add_argument("--calibration-method", choices=sorted(recipes.CALIBRATION_METHODS))
         parser.add_argument("--max-top1-drop", type=float)
+        parser.add_argument("--time-budget", type=float, help="auto-int8's time box in seconds")
         parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -44,6 +45,8 @@ class Command(BaseCommand):
         params = {
             key: options[key] for key in ("calibration_method", "max_top1_drop") if options[key] is not None
         }
+        if options["time_budget"] is not None:
+            params["time_budget_seconds"] = options["time_budget"]
         try:
             run = optimization_request(
                 version=version,
@@ -57,6 +60,8 @@ class Command(BaseCommand):
         optimization_run(run_id=str(run.pk))
         run = OptimizationRun.objects.get(pk=run.pk)
         if run.status != OptimizationRun.Status.SUCCEEDED:
+            if run.report.get("search"):  # auto-int8 that found nothing: what it tried
+                self.stdout.write(describe_search(run.report["search"]))
             raise CommandError(f"{run.error_code}: {run.error_message}")
         if options["json"]:
             self.stdout.write(json.dumps(run.report, indent=2))
@@ -89,9 +94,35 @@ def describe(run: OptimizationRun) -> str:
             before, after = accuracy["source"][key], accuracy["result"][key]
             if before is not None:
                 lines.append(f"  {key + ' accuracy (%)':<24}{before:>12}{after:>12}")
+        interval = accuracy.get("top1_agreement_interval95")
         lines.append(
             f"  top-1 agreement with the source: {accuracy['top1_agreement']} % of {accuracy['items']} items"
+            + (f" (95% interval {interval[0]}-{interval[1]} %)" if interval else "")
         )
     lines.append(f"  size ratio {report['size_ratio']}, latency ratio (p50) {report['latency_ratio_p50']}")
     lines.append(f"  gate: {report['gate']['reason'] if 'reason' in report['gate'] else report['gate']}")
+    if report.get("search"):
+        lines.append(describe_search(report["search"]))
+    return "\n".join(lines)
+
+
+def describe_search(search: dict) -> str:
+    """auto-int8's record: each candidate tried, and the one chosen."""
+    lines = [
+        f"  auto-int8 search: {len(search['trials'])} candidates in {search['seconds']} s"
+        f" (time box {search['time_box_seconds']} s, stopped by {search['stopped_by']});"
+        f" chosen: {search.get('chosen', 'none')}",
+        f"  {'candidate':<22}{'float nodes':>12}{'size':>8}{'p50 ratio':>10}{'agreement':>11}"
+        "  95% interval  gate",
+    ]
+    for trial in search["trials"]:
+        if "error" in trial:
+            lines.append(f"  {trial['name']:<22} refused: {trial['error'][:80]}")
+            continue
+        low, high = trial["top1_agreement_interval95"]
+        lines.append(
+            f"  {trial['name']:<22}{len(trial['excluded']):>12}{trial['size_ratio']:>8.3f}"
+            f"{trial['latency_ratio_p50']:>10.3f}{trial['top1_agreement']:>10.2f}%  {low:>5.1f}-{high:<5.1f}%"
+            f"  {'pass' if trial['passed'] else 'fail'}"
+        )
     return "\n".join(lines)
