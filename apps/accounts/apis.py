@@ -15,7 +15,7 @@ from apps.accounts import selectors, services
 from apps.accounts.authentication import check_auth_failures, record_auth_failure
 from apps.accounts.models import ApiKey
 from apps.core.exceptions import NotFound
-from apps.core.pagination import paginated_response
+from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 
 # --- JWT ------------------------------------------------------------------------------------------
@@ -92,6 +92,7 @@ class KeyManagementApi(APIView):
 
 
 class ApiKeyListCreateApi(KeyManagementApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     class ApiKeyCreateInputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         scopes = serializers.ListField(

@@ -61,16 +61,22 @@ class PredictApi(APIView):
                 "top_k", int, description=f"Classes per image (1-{settings.PREDICT_MAX_TOP_K})."
             ),
         ],
+        # Multipart first: Swagger UI's "Try it out" opens on it, a photo upload.
         request={
-            "application/json": PredictJsonInputSerializer,
-            "image/*": {"type": "string", "format": "binary"},
             "multipart/form-data": inline_serializer(
                 "PredictMultipartInput",
                 {
                     "image": serializers.ListField(child=serializers.FileField()),
-                    "top_k": serializers.IntegerField(),
+                    "top_k": serializers.IntegerField(
+                        min_value=1,
+                        max_value=settings.PREDICT_MAX_TOP_K,
+                        required=False,
+                        help_text=f"Classes per image (default {settings.PREDICT_DEFAULT_TOP_K}).",
+                    ),
                 },
             ),
+            "application/json": PredictJsonInputSerializer,
+            "image/*": {"type": "string", "format": "binary"},
         },
         responses={
             200: inline_serializer(

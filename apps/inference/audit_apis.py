@@ -59,6 +59,7 @@ class PredictionCursorPagination(CursorPagination):
 
 
 class PredictionListApi(APIView):
+    pagination_class = PredictionCursorPagination  # what its GET answers; the schema documents it
     required_scope = ApiKey.Scope.PREDICT
 
     class PredictionFilterSerializer(serializers.Serializer):

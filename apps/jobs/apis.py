@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.middleware import log_context
-from apps.core.pagination import CursorPagination, paginated_response
+from apps.core.pagination import CursorPagination, LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.jobs import selectors, services, webhook_signing, webhooks
 from apps.jobs.http import JobJsonInputSerializer, job_accepted, submission_from_request
@@ -32,6 +32,7 @@ from apps.jobs.serializers import (
 
 class JobListCreateApi(APIView):
     """Submit a batch job, or list your jobs."""
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
 
     parser_classes = [JSONParser, MultiPartParser]
     required_scope = ApiKey.Scope.JOBS
@@ -138,6 +139,7 @@ class ResultCursorPagination(CursorPagination):
 
 
 class JobResultsApi(APIView):
+    pagination_class = ResultCursorPagination  # what its GET answers; the schema documents it
     required_scope = ApiKey.Scope.JOBS
 
     class ResultFilterSerializer(serializers.Serializer):
@@ -213,6 +215,7 @@ def _csv(items: Any) -> Iterator[str]:
 
 
 class JobWebhookDeliveriesApi(APIView):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     required_scope = ApiKey.Scope.JOBS
 
     @extend_schema(

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import ApiKey
-from apps.core.pagination import paginated_response
+from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.oauth import selectors, services
 from apps.oauth.models import Application
@@ -104,6 +104,7 @@ class ApplicationManagementApi(APIView):
 
 
 class ApplicationListCreateApi(ApplicationManagementApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=255)
         grant_type = serializers.ChoiceField(choices=list(services.GRANT_TYPES))
@@ -200,6 +201,7 @@ class ApplicationSecretApi(ApplicationManagementApi):
 
 
 class TokenListApi(ApplicationManagementApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     @extend_schema(
         tags=[TAG],
         operation_id="oauth_application_tokens_list",

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.exceptions import NotFound
-from apps.core.pagination import paginated_response
+from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.optimization import recipes, services
 from apps.optimization.models import EvaluationSet, OptimizationRun
@@ -87,6 +87,7 @@ def _evaluation_set(model: Any, name: str | None) -> EvaluationSet | None:
 
 
 class EvaluationSetListApi(RegistryApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     parser_classes = [MultiPartParser]
 
     class EvaluationSetInputSerializer(serializers.Serializer):
@@ -201,6 +202,7 @@ class OptimizeApi(RegistryApi):
 
 
 class ModelOptimizationListApi(RegistryApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     @extend_schema(
         operation_id="optimizations_list",
         responses={200: OptimizationOutputSerializer(many=True), **error_responses(404)},

@@ -13,7 +13,7 @@ from apps.accounts.models import User
 from apps.accounts.permissions import RegistryScope, request_api_key
 from apps.core.exceptions import NotFound, PayloadTooLarge
 from apps.core.http import content_length
-from apps.core.pagination import paginated_response
+from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.registry import selectors, services
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
@@ -142,6 +142,7 @@ class AliasHistoryOutputSerializer(serializers.ModelSerializer):
 
 
 class ModelListCreateApi(RegistryApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     class ModelCreateInputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=100)
         description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -210,6 +211,7 @@ class ModelDetailApi(RegistryApi):
 
 
 class VersionListCreateApi(RegistryApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     parser_classes = [MultiPartParser, FormParser]
 
     class VersionUploadInputSerializer(serializers.Serializer):
@@ -356,6 +358,7 @@ class AliasDetailApi(RegistryApi):
 
 
 class AliasHistoryApi(RegistryApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     @extend_schema(
         operation_id="alias_history_list",
         parameters=[OpenApiParameter("alias", str, description="Only this alias's changes.")],

@@ -8,7 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core.pagination import paginated_response
+from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.registry import selectors as registry_selectors
 from apps.registry.apis import RegistryApi, visible_model, writable_model
@@ -75,6 +75,7 @@ class CandidateInputSerializer(serializers.Serializer):
 
 
 class RolloutListStartApi(RegistryApi):
+    pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     class RolloutStartInputSerializer(serializers.Serializer):
         alias = serializers.SlugField(max_length=64, default="production")
         candidates = CandidateInputSerializer(many=True, allow_empty=False)

@@ -336,6 +336,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_OAUTH2_CONFIG": {"usePkceWithAuthorizationCodeGrant": True},
     # Several models have a field `status`: a rollout's choices get their own name.
     "ENUM_NAME_OVERRIDES": {"RolloutStatusEnum": "apps.rollouts.models.Rollout.Status"},
+    # Tags per area, a summary per operation, examples (apps/core/schema_docs.py), after the
+    # default hook that names the enums.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.schema_docs.postprocess",
+    ],
 }
 
 # --- Authentication, throttling, quotas ----------------------------------------------------------
@@ -457,6 +463,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "static")))
+# Files served at the site's root by WhiteNoise: /favicon.ico, which browsers ask for on every page.
+WHITENOISE_ROOT = BASE_DIR / "apps" / "core" / "public"
 
 # --- Logging ----------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
