@@ -6,6 +6,7 @@ client burst up to twice the limit across a window boundary; that is the
 price of one atomic operation per request.
 """
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ class Verdict:
     remaining: int
     reset: int  # epoch seconds when the window ends
     retry_after: int  # seconds; 0 when allowed
+    window: int = 0  # seconds: the rate's period (RateLimit-Policy's w)
+    resets_in: int = 0  # seconds, rounded up, from the hit to the window's end (RateLimit's t)
 
 
 def hit(identity: str, rate: Rate, *, cost: int = 1, now: float | None = None) -> Verdict:
@@ -85,6 +88,8 @@ def hit(identity: str, rate: Rate, *, cost: int = 1, now: float | None = None) -
         remaining=max(rate.limit - count, 0),
         reset=reset,
         retry_after=0 if allowed else max(int(reset - now + 0.999), 1),
+        window=rate.period,
+        resets_in=max(math.ceil(reset - now), 0),
     )
 
 
