@@ -57,6 +57,17 @@ PROFILES: dict[str, dict[str, Any]] = {
         "soft_time_limit": settings.CELERY_TASK_SOFT_TIME_LIMIT,
         "time_limit": settings.CELERY_TASK_TIME_LIMIT,
     },
+    # Converting an upload in another format to ONNX (apps/registry/intake/): a child process
+    # under its own limits (CONVERSION_*) does the work; the task's limits only back up the
+    # child's wall-clock deadline. A queue of its own, so workers without the converter extras
+    # (or with tighter isolation) can leave it to the workers that have them.
+    "conversion": {
+        "queue": "conversion",
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "soft_time_limit": settings.CONVERSION_WALL_SECONDS + 120,
+        "time_limit": settings.CONVERSION_WALL_SECONDS + 180,
+    },
     # The reconcilers (Celery beat): short database scans that enqueue owed work.
     "reconciler": {
         "queue": "default",

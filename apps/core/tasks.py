@@ -21,8 +21,17 @@ RUN_JOB = "workers.jobs.run_job"
 DELIVER_JOB_WEBHOOK = "workers.jobs.deliver_webhook"
 VALIDATE_MODEL_VERSION = "workers.registry.validate_model_version"
 OPTIMIZE_VERSION = "workers.optimization.optimize_version"
+CONVERT_MODEL_VERSION = "workers.conversion.convert_model_version"
+RUN_SHADOW = "workers.rollouts.run_shadow"
 
-ENQUEUED_BY_APPS = (RUN_JOB, DELIVER_JOB_WEBHOOK, VALIDATE_MODEL_VERSION, OPTIMIZE_VERSION)
+ENQUEUED_BY_APPS = (
+    RUN_JOB,
+    DELIVER_JOB_WEBHOOK,
+    VALIDATE_MODEL_VERSION,
+    OPTIMIZE_VERSION,
+    RUN_SHADOW,
+    CONVERT_MODEL_VERSION,
+)
 
 
 def enqueue(name: str, *args: Any, **options: Any) -> None:

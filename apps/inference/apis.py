@@ -17,6 +17,7 @@ from apps.core.parsers import LenientJSONParser, RawImageParser, SmallMultiPartP
 from apps.core.schema import error_responses
 from apps.inference import admission, services
 from apps.jobs.http import job_accepted, submission_from_request
+from apps.jobs.idempotency import parse_idempotency_key
 from apps.jobs.serializers import JobOutputSerializer
 from apps.jobs.services import JobSubmission, job_submit
 
@@ -136,7 +137,7 @@ class PredictApi(APIView):
             admission.check_servable_or_replay(
                 version=version,
                 user=request.user,
-                idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+                idempotency_key=parse_idempotency_key(request.headers.get("Idempotency-Key", "")),
             )
             decision = admission.decide_by_body(
                 length=content_length(request),

@@ -66,7 +66,12 @@ class JobListCreateApi(APIView):
                 "Idempotency-Key",
                 str,
                 OpenApiParameter.HEADER,
-                description="The same key from the same user returns the original job (200), never a second.",
+                description=(
+                    'A structured-field string, e.g. "order-42" with the quotes (unquoted: the same key). '
+                    "The same key from the same user returns the original job (200), never a second; "
+                    "with a different payload 422 idempotency_key_reused; while its first request is "
+                    "still being processed 409 idempotency_key_in_use."
+                ),
             )
         ],
         request={

@@ -14,6 +14,7 @@ from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput
 from apps.core.http import content_length, media_type
 from apps.jobs import inputs, services
+from apps.jobs.idempotency import parse_idempotency_key
 from apps.jobs.models import BatchJob
 from apps.jobs.serializers import JobOutputSerializer
 
@@ -40,9 +41,7 @@ def submission_from_request(
 ) -> services.JobSubmission:
     """A JobSubmission from a job request (or, with `model`, from a predict request whose
     version, alias and top_k come in the query; `images` when its body is already parsed)."""
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if len(key) > 255:
-        raise InvalidInput("Idempotency-Key is at most 255 characters.", code="invalid_idempotency_key")
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key", ""))
     services.job_admit(api_key=request_api_key(request), body_bytes=content_length(request))
     is_multipart = media_type(request).startswith("multipart/")
     data = request.data if hasattr(request.data, "get") else {}

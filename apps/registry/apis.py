@@ -15,7 +15,9 @@ from apps.core.exceptions import NotFound, PayloadTooLarge
 from apps.core.http import content_length
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
+from apps.core.uploads import UploadLimits
 from apps.registry import selectors, services
+from apps.registry.intake import formats
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 from apps.registry.preprocessing import PreprocessingConfigSerializer
 
@@ -107,6 +109,7 @@ class VersionOutputSerializer(serializers.ModelSerializer):
             "aliases",
             "derived_from",
             "optimization",
+            "converted_from",
             "created_by",
             "created_at",
             "validated_at",
@@ -213,9 +216,28 @@ class ModelDetailApi(RegistryApi):
 class VersionListCreateApi(RegistryApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     parser_classes = [MultiPartParser, FormParser]
+    # the model file; a labels file is small (the default limit)
+    upload_limits = UploadLimits(body="MODEL_UPLOAD_MAX_BYTES", fields={"file": "MODEL_UPLOAD_MAX_BYTES"})
 
     class VersionUploadInputSerializer(serializers.Serializer):
-        file = serializers.FileField(help_text="The .onnx model, one self-contained file.")
+        file = serializers.FileField(
+            help_text="The model: a self-contained .onnx file, or a TensorFlow SavedModel folder as a "
+            "zip or tar, a Keras .keras file, a TorchScript .pt (torch.jit.save) or a torch.export "
+            ".pt2, converted to ONNX on a worker (status `converting`; docs/conversion.md)."
+        )
+        format = serializers.ChoiceField(
+            choices=formats.FORMATS,
+            required=False,
+            help_text="The file's format; by default told from its name's ending. Checked against its bytes.",
+        )
+        input_signature = serializers.CharField(
+            required=False,
+            help_text='Required for TorchScript: JSON [{"name": "input", "dtype": "float32", '
+            '"shape": [-1, 1, 8, 8]}], -1 for a dynamic dimension. Overrides a SavedModel\'s.',
+        )
+        signature_name = serializers.CharField(
+            required=False, help_text="The SavedModel signature to convert, when it has several."
+        )
         labels = serializers.FileField(
             required=False, help_text="Text file with one label per line, or a JSON list."
         )
@@ -259,6 +281,8 @@ class VersionListCreateApi(RegistryApi):
             labels=labels.read() if labels else None,
             preprocessing=data.get("preprocessing"),
             notes=data["notes"],
+            declared_format=data.get("format"),
+            conversion_options={k: data[k] for k in ("input_signature", "signature_name") if k in data},
         )
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
 

@@ -141,6 +141,28 @@ VALIDATION_THROUGHPUT_RUNS = env.int("VALIDATION_THROUGHPUT_RUNS", default=5)
 VALIDATION_MAX_ATTEMPTS = env.int("VALIDATION_MAX_ATTEMPTS", default=3)
 ORT_INTRA_OP_THREADS = env.int("ORT_INTRA_OP_THREADS", default=1)
 
+# --- Conversion of uploads in other formats (a child process of the `conversion` worker) ----
+# Limits the child sets on itself (docs/conversion.md): address space, CPU seconds, largest
+# file written; the worker kills it after CONVERSION_WALL_SECONDS.
+CONVERSION_MEMORY_LIMIT_MB = env.int("CONVERSION_MEMORY_LIMIT_MB", default=6144)
+CONVERSION_CPU_SECONDS = env.int("CONVERSION_CPU_SECONDS", default=600)
+CONVERSION_FILE_LIMIT_MB = env.int("CONVERSION_FILE_LIMIT_MB", default=4096)
+CONVERSION_WALL_SECONDS = env.int("CONVERSION_WALL_SECONDS", default=900)
+# `auto`: no network for the child when `unshare --net` works; `required`: fail otherwise; `off`.
+CONVERSION_NETWORK_ISOLATION = env("CONVERSION_NETWORK_ISOLATION", default="auto")
+# Parity of the ONNX model with the original: the largest |difference| on float outputs.
+CONVERSION_PARITY_ATOL = env.float("CONVERSION_PARITY_ATOL", default=1e-4)
+CONVERSION_RANDOM_CHECKS = env.int("CONVERSION_RANDOM_CHECKS", default=3)
+CONVERSION_MAX_ATTEMPTS = env.int("CONVERSION_MAX_ATTEMPTS", default=2)
+CONVERSION_HEARTBEAT_SECONDS = env.int("CONVERSION_HEARTBEAT_SECONDS", default=30)
+CONVERSION_LEASE_SECONDS = env.int("CONVERSION_LEASE_SECONDS", default=120)
+# Archives (SavedModel zip/tar, .keras, .pt, .pt2) are refused on upload past these: a zip bomb.
+CONVERSION_ARCHIVE_MAX_MEMBERS = env.int("CONVERSION_ARCHIVE_MAX_MEMBERS", default=10000)
+CONVERSION_ARCHIVE_MAX_UNPACKED_MB = env.int("CONVERSION_ARCHIVE_MAX_UNPACKED_MB", default=4096)
+CONVERSION_ARCHIVE_MAX_RATIO = env.int("CONVERSION_ARCHIVE_MAX_RATIO", default=200)
+# Tests only: modules the child may not import, standing for a worker without the extras.
+CONVERSION_CHILD_BLOCKED_MODULES: list[str] = []
+
 # --- Inference -------------------------------------------------------------------------
 # ONNX Runtime sessions kept per process (least recently used evicted first).
 SESSION_CACHE_MAX_MODELS = env.int("SESSION_CACHE_MAX_MODELS", default=8)
@@ -268,7 +290,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # `validation` (model checks), `jobs` (batch inference), `default` (small tasks:
 # reconcilers, webhooks). Inference queues want prefetch 1 (above). Which task goes to
 # which queue is its profile (workers/profiles.py), which may only name a queue listed here.
-CELERY_QUEUES_MONITORED = ["validation", "jobs", "default"]  # mlplatform_queue_depth
+CELERY_QUEUES_MONITORED = ["validation", "jobs", "default", "conversion"]  # mlplatform_queue_depth
 # The database is the source of truth; the broker only rings the bell. Beat runs the
 # reconcilers, which re-enqueue work owed after a lost message, a dead worker or a
 # broker restart.

@@ -91,7 +91,7 @@ def test_a_reused_idempotency_key_does_not_reveal_a_job_on_another_model(key_cli
 
     assert submit(key_client(scopes=["jobs"]), "tiny").status_code == 202
     response = submit(key_client(scopes=["jobs"], model_names=["other"]), "other")
-    assert response.status_code == 409
+    assert response.status_code == 422
     assert response.json()["error"]["code"] == "idempotency_key_reused"
     assert response.json()["error"]["details"] == {}
     response = submit(key_client(scopes=["jobs"]), "other")  # an unlimited key is told which job

@@ -230,7 +230,7 @@ def test_an_idempotency_key_returns_the_original_job_and_refuses_a_different_bod
     assert again.json()["id"] == first.json()["id"]
     assert again["Location"] == first["Location"]
     different = api.post(URL, {"model": "tiny", "images": ["aGVsbG8h"]}, format="json", **headers)
-    assert_error(different, 409, "idempotency_key_reused")
+    assert_error(different, 422, "idempotency_key_reused")
     assert BatchJob.objects.count() == 1
     long_key = {"HTTP_IDEMPOTENCY_KEY": "k" * 256}
     response = api.post(URL, {"model": "tiny", "images": ["aGVsbG8="]}, format="json", **long_key)

@@ -25,10 +25,10 @@ from apps.accounts.credentials import Credential, recorded_ids
 from apps.accounts.models import ApiKey, User
 from apps.accounts.services import quota_consume
 from apps.core import metrics, tasks
-from apps.core.exceptions import Conflict, InvalidInput, PayloadTooLarge
+from apps.core.exceptions import InvalidInput, PayloadTooLarge, UnprocessableInput
 from apps.core.text import client_text
 from apps.inference.targets import Target, check_granted, check_servable, resolve_target
-from apps.jobs import webhooks
+from apps.jobs import idempotency, webhooks
 from apps.jobs.inputs import Budget, JobInput, chain_limited
 from apps.jobs.models import BatchJob, JobItem
 from apps.jobs.selectors import jobs_with_idempotency_key
@@ -77,20 +77,27 @@ def job_admit(*, api_key: Credential | None, body_bytes: int) -> None:
 def job_submit(*, submission: JobSubmission) -> tuple[BatchJob, bool]:
     """Create a job, or return the one this idempotency key already made.
 
-    Returns (job, created). The same key with a different submission is a 409.
-    Two requests with one key at the same moment make one job: the unique
-    constraint on (owner, key) decides, and the loser answers with the winner's job.
-    The fingerprint is of what the client sent (model, version or alias, inputs...),
-    so a retry still finds its job after the alias has moved on.
+    Returns (job, created). The same key with a different submission is a 422
+    (idempotency_key_reused); a key whose first request is still being read is a 409
+    (idempotency_key_in_use). Should two requests with one key still race (no shared
+    cache), the unique constraint on (owner, key) decides, and the loser answers with
+    the winner's job. The fingerprint is of what the client sent (model, version or
+    alias, inputs...), so a retry still finds its job after the alias has moved on.
     """
     if submission.webhook_url:  # as stored, so a replay's fingerprint matches the original's
         submission.webhook_url = webhooks.normalize_url(submission.webhook_url)
     api_key = submission.api_key
     # 403 model_not_granted, before a replay could hand back a job on that model.
     check_granted(user=submission.user, api_key=api_key, name=submission.model)
-    existing = _existing(submission)
-    if existing is not None:
-        return _replay(existing, _fingerprint(submission, None, [])[1], api_key), False
+    with idempotency.in_flight(user_id=submission.user.pk, key=submission.idempotency_key):
+        existing = _existing(submission)
+        if existing is not None:
+            return _replay(existing, _fingerprint(submission, None, [])[1], api_key), False
+        return _submit_new(submission)
+
+
+def _submit_new(submission: JobSubmission) -> tuple[BatchJob, bool]:
+    api_key = submission.api_key
     target = resolve_target(
         user=submission.user,
         api_key=submission.api_key,
@@ -131,8 +138,8 @@ def _replay(job: BatchJob, fingerprint: str, api_key: Credential | None) -> Batc
     if job.fingerprint != fingerprint:
         # A key limited to other models does not learn the job's id.
         shown = api_key is None or api_key.allows_model(job.model_name)
-        raise Conflict(
-            "This Idempotency-Key was used for a different job.",
+        raise UnprocessableInput(
+            "This Idempotency-Key was used for a different request: use a new key for a new job.",
             code="idempotency_key_reused",
             details={"job": str(job.id)} if shown else {},
         )

@@ -2,7 +2,6 @@
 
 import hashlib
 import logging
-import tempfile
 from typing import Any
 
 from django.conf import settings
@@ -16,8 +15,10 @@ from rest_framework.exceptions import PermissionDenied
 from apps.accounts.models import User
 from apps.core import tasks
 from apps.core.exceptions import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnprocessableInput
+from apps.registry.intake import formats
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 from apps.registry.preprocessing import parse_labels, parse_preprocessing
+from apps.registry.services import converting
 from apps.registry.storage import model_store
 from apps.registry.validation import ModelFileError, inspect_model_file
 from apps.registry.validation import check_label_count as validation_check_label_count
@@ -67,7 +68,8 @@ def model_delete(*, model: MLModel) -> None:
     with transaction.atomic():
         # The lock keeps concurrent uploads and alias moves out until the delete commits.
         MLModel.objects.select_for_update().get(pk=model.pk)
-        names = list(model.versions.values_list("artifact", flat=True))
+        names = [n for n in model.versions.values_list("artifact", flat=True) if n]
+        names += [n for n in model.versions.values_list("source", flat=True) if n]  # uploads converted
         names += model.evaluation_sets.values_list("file", flat=True)  # cascade with the model
         ModelAlias.objects.filter(model=model).delete()  # aliases protect their versions
         model.delete()
@@ -97,20 +99,11 @@ def _sha256_and_size(file: File) -> tuple[str, int]:
 
 def _inspect_upload(file: File) -> None:
     """Refuse bytes that are not a self-contained ONNX model, before anything is stored."""
-    path = getattr(file, "temporary_file_path", None)
     try:
-        if path is not None:
-            inspect_model_file(path())
-            return
-        with tempfile.NamedTemporaryFile(suffix=".onnx") as tmp:
-            for chunk in file.chunks(_CHUNK):
-                tmp.write(chunk)
-            tmp.flush()
-            inspect_model_file(tmp.name)
+        with converting.upload_on_disk(file, suffix=".onnx") as path:
+            inspect_model_file(path)
     except ModelFileError as exc:
         raise UnprocessableInput(exc.message, code=exc.code) from exc
-    finally:
-        file.seek(0)
 
 
 def model_version_create(
@@ -122,8 +115,11 @@ def model_version_create(
     preprocessing: Any = None,
     notes: str = "",
     enqueue_validation: bool = True,
+    declared_format: str | None = None,
+    conversion_options: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Store an uploaded ONNX file as the model's next version, status `pending`.
+    """Store an uploaded ONNX file as the model's next version, status `pending`; a file in
+    another format (apps/registry/intake/formats.py) as its source, status `converting`.
 
     The file is checked (size, ONNX structure, duplicate) before it is stored;
     the version number comes from a locked counter, so concurrent uploads get
@@ -137,7 +133,9 @@ def model_version_create(
             f"The file is {size} bytes; the limit is {settings.MODEL_UPLOAD_MAX_BYTES} bytes.",
             details={"limit_bytes": settings.MODEL_UPLOAD_MAX_BYTES},
         )
-    _inspect_upload(file)
+    fmt, options = converting.upload_format(file, declared=declared_format, options=conversion_options or {})
+    if fmt == formats.ONNX:
+        _inspect_upload(file)
     _raise_if_duplicate(model, sha256)
 
     stored_name: str | None = None
@@ -157,10 +155,15 @@ def model_version_create(
                 notes=notes,
                 created_by=created_by,
             )
-            version.artifact.save("model.onnx", file, save=False)
-            stored_name = version.artifact.name
+            if fmt == formats.ONNX:
+                version.artifact.save("model.onnx", file, save=False)
+                stored_name = version.artifact.name
+            else:  # converted to ONNX on the `conversion` queue, then validated
+                stored_name = converting.store_source(version, file, fmt, options)
             version.save()
-            if enqueue_validation:
+            if enqueue_validation and fmt != formats.ONNX:
+                transaction.on_commit(lambda: converting.enqueue_version_conversion(version))
+            elif enqueue_validation:
                 transaction.on_commit(lambda: enqueue_version_validation(version))
     except IntegrityError as exc:
         if stored_name:
