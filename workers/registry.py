@@ -1,6 +1,6 @@
 """Registry tasks. Thin: take a string id, call the service, which owns the logic."""
 
-from apps.registry.services import model_version_validate, reconcile_versions
+from apps.registry.services import model_version_validate, reconcile_conversions, reconcile_versions
 from workers.profiles import task
 
 
@@ -16,5 +16,7 @@ def validate_model_version(version_id: str) -> None:
 
 @task("reconciler")
 def reconcile() -> None:
-    """Periodic (Celery beat): re-enqueue validations owed after a lost message or a dead worker."""
+    """Periodic (Celery beat): re-enqueue validations and conversions owed after a lost message
+    or a dead worker."""
     reconcile_versions()
+    reconcile_conversions()

@@ -96,8 +96,14 @@ def artifact_path(instance: "ModelVersion", filename: str) -> str:
     return f"models/{instance.model_id}/v{instance.number}/{instance.sha256[:12]}.onnx"
 
 
+def source_path(instance: "ModelVersion", filename: str) -> str:
+    """An uploaded model in another format, kept next to the ONNX file converted from it."""
+    return f"models/{instance.model_id}/v{instance.number}/source-{instance.sha256[:12]}{filename}"
+
+
 class ModelVersion(TimeStampedModel):
     class Status(models.TextChoices):
+        CONVERTING = "converting"  # an upload in another format, on its way to ONNX
         PENDING = "pending"
         VALIDATING = "validating"
         READY = "ready"
@@ -106,7 +112,17 @@ class ModelVersion(TimeStampedModel):
 
     model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    artifact = models.FileField(storage=model_store, upload_to=artifact_path, max_length=500)
+    # The ONNX file served; empty while a version uploaded in another format converts.
+    artifact = models.FileField(storage=model_store, upload_to=artifact_path, max_length=500, blank=True)
+    # The uploaded file when it was not ONNX (a SavedModel archive, .keras, .pt, .pt2); its
+    # sha256 is `sha256`, so a re-upload of the same file is a duplicate.
+    source = models.FileField(storage=model_store, upload_to=source_path, max_length=500, blank=True)
+    # For a converted version: the format, the options of the upload, and once converted the
+    # framework and converter versions and the parity report (apps/registry/intake/).
+    converted_from = models.JSONField(default=dict, blank=True)
+    conversion_attempts = models.PositiveSmallIntegerField(default=0)
+    # The conversion's lease: stamped at the claim and renewed while the worker converts.
+    conversion_started_at = models.DateTimeField(null=True, blank=True)
     sha256 = models.CharField(max_length=64)
     size_bytes = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
