@@ -7,9 +7,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.middleware import PrometheusAfterMiddleware as _PrometheusAfterMiddleware
 from django_prometheus.utils import Time
+
+from apps.core.text import is_clean_text
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -126,3 +128,64 @@ class ProbeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         view = self.views.get(request.path_info.rstrip("/"))
         return view(request) if view is not None else self.get_response(request)
+
+
+class CleanTextMiddleware:
+    """Refuses NUL characters and lone surrogates in the path and the query string, for every
+    route at once (400 invalid_text): PostgreSQL cannot store or compare such text, so a
+    filter or a name from the URL would otherwise fail inside the database. Bodies are
+    checked where they are parsed (apps/core/negotiation.py)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        where = None
+        if not is_clean_text(request.path_info):
+            where = "the path"
+        elif request.META.get("QUERY_STRING"):
+            for key, values in request.GET.lists():
+                if not all(is_clean_text(text) for text in (key, *values)):
+                    where = f"query parameter '{key.replace(chr(0), '')[:100]}'"
+                    break
+        if where is None:
+            return self.get_response(request)
+        from apps.core.exception_handler import error_body
+
+        return JsonResponse(
+            error_body(
+                "invalid_text",
+                f"NUL characters and lone surrogates are not accepted ({where}).",
+                {"where": where},
+            ),
+            status=400,
+        )
+
+
+class TrailingSlashMiddleware:
+    """One rule for every route: a path answers with or without its trailing slash, and
+    nothing is redirected (a client replays a redirected POST as a GET). A path that does
+    not resolve is tried with its last slash toggled; the view then runs as if the client
+    had asked for the route's own spelling (APPEND_SLASH is off)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if path != "/" and not _resolves(path):
+            other = path[:-1] if path.endswith("/") else f"{path}/"
+            if _resolves(other):
+                request.path_info = other
+                request.path = f"{request.path[: len(request.path) - len(path)]}{other}"
+        return self.get_response(request)
+
+
+def _resolves(path: str) -> bool:
+    from django.urls import Resolver404, get_resolver
+
+    try:
+        get_resolver().resolve(path)
+    except Resolver404:
+        return False
+    return True

@@ -14,6 +14,9 @@ from django.http.multipartparser import MultiPartParser as DjangoMultiPartParser
 from django.utils.datastructures import MultiValueDict
 from rest_framework.parsers import BaseParser, DataAndFiles, JSONParser, MultiPartParser
 
+from apps.core.http import content_length
+from apps.core.uploads import limits_of, read_body
+
 
 class _Unusual(Exception):
     """Something the in-memory path does not handle the way Django does."""
@@ -129,5 +132,11 @@ class RawImageParser(BaseParser):
 
     media_type = "image/*"
 
-    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
-        return stream.read() if stream is not None else b""
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> bytes:
+        # The body is one input: over the view's per-input limit it is refused from its
+        # Content-Length, before a byte is read (apps/core/uploads.py).
+        context = parser_context or {}
+        request = context.get("request")
+        length = content_length(request) if request is not None else 0
+        limit = limits_of(context.get("view")).file_bytes(None)
+        return read_body(stream, length, limit, "The image body")

@@ -62,9 +62,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
         return refused
     checks = readiness_checks()
     ready = all(check["ok"] for check in checks.values())
-    return JsonResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
-    )
+    body: dict = {"status": "ready" if ready else "not_ready"}
+    # Which component failed, and its exception text (host names, paths), is for the callers
+    # who may read the metrics (METRICS_ALLOWED_NETWORKS or METRICS_TOKEN); others, the status.
+    if _metrics_allowed(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 def _metrics_allowed(request: HttpRequest) -> bool:

@@ -15,6 +15,7 @@ from apps.core.http import content_length, media_type
 from apps.core.middleware import log_context
 from apps.core.parsers import LenientJSONParser, RawImageParser, SmallMultiPartParser
 from apps.core.schema import error_responses
+from apps.core.uploads import JOB_INPUT_LIMITS
 from apps.inference import admission, services
 from apps.jobs.http import job_accepted, submission_from_request
 from apps.jobs.idempotency import parse_idempotency_key
@@ -26,6 +27,7 @@ class PredictApi(APIView):
     """Predict with a model version: images (multipart or base64 JSON) or named tensors."""
 
     parser_classes = [LenientJSONParser, SmallMultiPartParser, RawImageParser]
+    upload_limits = JOB_INPUT_LIMITS  # an input over the synchronous limits becomes a job
     required_scope = ApiKey.Scope.PREDICT
     throttle_scope = "predict"
 

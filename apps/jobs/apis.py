@@ -20,6 +20,7 @@ from apps.accounts.permissions import request_api_key
 from apps.core.middleware import log_context
 from apps.core.pagination import CursorPagination, LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
+from apps.core.uploads import JOB_INPUT_LIMITS
 from apps.jobs import selectors, services, webhook_signing, webhooks
 from apps.jobs.http import JobJsonInputSerializer, job_accepted, submission_from_request
 from apps.jobs.models import BatchJob, JobItem, WebhookSecret
@@ -35,6 +36,7 @@ class JobListCreateApi(APIView):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
 
     parser_classes = [JSONParser, MultiPartParser]
+    upload_limits = JOB_INPUT_LIMITS
     required_scope = ApiKey.Scope.JOBS
 
     def get_throttle_scope(self, request: Request) -> str | None:

@@ -77,6 +77,8 @@ def submission_from_request(
         submission.sources = [iter([inputs.JobInput(data=body, content_type=media_type(request))])]
     elif is_multipart:
         files = [*request.FILES.getlist("inputs"), *request.FILES.getlist("image")]
+        if not files and not request.FILES.getlist("archive"):
+            raise _no_multipart_inputs(request)
         submission.sources = [inputs.uploaded_files(files)]
         submission.sources += [inputs.archive_inputs(a) for a in request.FILES.getlist("archive")]
     else:
@@ -94,6 +96,22 @@ def submission_from_request(
             values = data[given[0]] if isinstance(data[given[0]], list) else [data[given[0]]]
             submission.sources = [inputs.base64_images(values)]
     return submission
+
+
+ACCEPTED_FILE_FIELDS = ("inputs", "image", "archive")
+
+
+def _no_multipart_inputs(request: Request) -> InvalidInput:
+    """empty_job for a multipart body without files under the fields a job reads, naming them
+    (and the fields the files came under, a likely typo such as `images`)."""
+    sent = sorted(name[:100] for name in request.FILES)
+    got = f" Files came under: {', '.join(repr(name) for name in sent)}." if sent else ""
+    return InvalidInput(
+        "The job has no inputs: send files in the multipart field 'inputs' (or 'image'), "
+        f"or zip/tar archives in the field 'archive'.{got}",
+        code="empty_job",
+        details={"accepted_fields": list(ACCEPTED_FILE_FIELDS), "file_fields": sent},
+    )
 
 
 def job_accepted(job: BatchJob, created: bool) -> Response:

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.exceptions import NotFound
+from apps.core.uploads import UploadLimits
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.optimization import recipes, services
@@ -89,6 +90,7 @@ def _evaluation_set(model: Any, name: str | None) -> EvaluationSet | None:
 class EvaluationSetListApi(RegistryApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
     parser_classes = [MultiPartParser]
+    upload_limits = UploadLimits(body="EVALUATION_SET_MAX_BYTES", file="EVALUATION_SET_MAX_BYTES")
 
     class EvaluationSetInputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=64)
@@ -203,6 +205,7 @@ class OptimizeApi(RegistryApi):
 
 class ModelOptimizationListApi(RegistryApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
+
     @extend_schema(
         operation_id="optimizations_list",
         responses={200: OptimizationOutputSerializer(many=True), **error_responses(404)},

@@ -201,7 +201,7 @@ class ModelDetailApi(RegistryApi):
         model = writable_model(request, name)
         serializer = self.ModelUpdateInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        model = services.model_update(model=model, data=serializer.validated_data)
+        model = services.model_update(model=model, data=serializer.validated_data, user=request.user)
         return Response(ModelOutputSerializer(model).data)
 
     @extend_schema(operation_id="models_destroy", responses={204: None, **error_responses(403, 404)})

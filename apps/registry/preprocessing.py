@@ -10,6 +10,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.core.exceptions import InvalidInput
+from apps.core.text import check_clean_text
 
 MAX_LABELS = 100_000
 MAX_LABEL_LENGTH = 500
@@ -93,6 +94,8 @@ def parse_labels(raw: Any) -> list[str]:
             raw = [line.strip() for line in text.splitlines() if line.strip()]
     if not isinstance(raw, list) or not all(isinstance(label, str) for label in raw):
         raise InvalidInput("Labels must be a list of strings.", code="invalid_labels")
+    for label in raw:  # from a file or a JSON escape: a NUL or lone surrogate cannot be stored
+        check_clean_text(label, "a label")
     if len(raw) > MAX_LABELS or any(len(label) > MAX_LABEL_LENGTH for label in raw):
         raise InvalidInput(
             f"At most {MAX_LABELS} labels of at most {MAX_LABEL_LENGTH} characters.", code="invalid_labels"

@@ -55,6 +55,10 @@ MIDDLEWARE = [
     # Then HTTP metrics (django-prometheus) see every request, its latency and status.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    # NUL and lone surrogates in the path or query string: 400 before any view (README, Security).
+    "apps.core.middleware.CleanTextMiddleware",
+    # Every route with or without its trailing slash, never a redirect (APPEND_SLASH is off).
+    "apps.core.middleware.TrailingSlashMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and Swagger UI's static files in every process, no proxy needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -70,6 +74,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "mlplatform.urls"
+# TrailingSlashMiddleware serves both spellings of a route; a redirect would turn a POST into a GET.
+APPEND_SLASH = False
 # The login page of ordinary users (the OAuth consent page sends them there); staff also
 # have the admin's.
 LOGIN_URL = "login"
@@ -341,6 +347,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exception_handler.api_exception_handler",
+    # Around every view's parser: size limits while reading, NUL/surrogate text refused.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apps.core.negotiation.CheckedContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -18,6 +18,7 @@ from apps.core.exceptions import Conflict, InvalidInput, NotFound, PayloadTooLar
 from apps.registry.intake import formats
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 from apps.registry.preprocessing import parse_labels, parse_preprocessing
+from apps.registry.selectors import model_can_manage
 from apps.registry.services import converting
 from apps.registry.storage import model_store
 from apps.registry.validation import ModelFileError, inspect_model_file
@@ -53,7 +54,15 @@ def model_create(
 
 
 @transaction.atomic
-def model_update(*, model: MLModel, data: dict[str, Any]) -> MLModel:
+def model_update(*, model: MLModel, data: dict[str, Any], user: User) -> MLModel:
+    """Change a model. Visibility decides who sees the model without a grant, which is
+    granting access: like granting a role, only the owner and admins may change it."""
+    if "visibility" in data and data["visibility"] != model.visibility and not model_can_manage(
+        user=user, model=model
+    ):
+        raise PermissionDenied(
+            "Only the model's owner or an admin may change its visibility.", code="visibility_owner_only"
+        )
     fields = [key for key in ("description", "task", "visibility") if key in data]
     for key in fields:
         setattr(model, key, data[key])
@@ -239,7 +248,7 @@ def model_version_archive(*, version: ModelVersion) -> ModelVersion:
         )
     rollouts = list(
         Rollout.objects.filter(status=Rollout.Status.ACTIVE)
-        .filter(Q(primary=version) | Q(candidates__version=version))
+        .filter(Q(primary=version) | Q(candidates__version=version) | Q(shadow=version))
         .values_list("pk", flat=True)
         .distinct()
     )
