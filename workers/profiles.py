@@ -76,6 +76,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "soft_time_limit": settings.CELERY_TASK_SOFT_TIME_LIMIT,
         "time_limit": settings.CELERY_TASK_TIME_LIMIT,
     },
+    # One batch of a rollout's shadow traffic (ADR 0018): seconds of CPU at most, on a queue
+    # of its own, so a backlog of shadows never delays a reconciler or a webhook, and its
+    # length (the drop rule's measure) counts only shadows.
+    "shadow": {
+        "queue": settings.SHADOW_QUEUE,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "soft_time_limit": 120,
+        "time_limit": 150,
+    },
     # One webhook delivery attempt: at most 3 s to connect and 10 s for an answer, so
     # these limits only catch a hang; a slow receiver never holds up inference.
     "webhook": {

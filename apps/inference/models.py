@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from apps.registry.models import VisibleQuerySet
+from apps.registry.models import ModelGrant, VisibleQuerySet
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
@@ -15,8 +15,19 @@ class PredictionQuerySet(VisibleQuerySet):
 
     def theirs(self, user: "User") -> Q:
         """The user's own rows, whatever the model's visibility now: the trail records what
-        they asked, and still reads after the model is deleted or a grant is revoked."""
-        return Q(user=user)
+        they asked, and still reads after the model is deleted or a grant is revoked.
+
+        A shadow row (a rollout's) is the model owner's, not the caller's: its owner reads
+        it as their own, its maintainers through their grant (one small query first, so a
+        user who maintains nothing keeps the plain, indexed filter)."""
+        maintained = list(
+            ModelGrant.objects.filter(user=user, role=ModelGrant.Role.MAINTAINER).values_list(
+                "model__name", flat=True
+            )
+        )
+        if not maintained:
+            return Q(user=user)
+        return Q(user=user) | Q(source=Prediction.Source.SHADOW, model_name__in=maintained)
 
 
 class Prediction(models.Model):
@@ -33,6 +44,7 @@ class Prediction(models.Model):
         JOB = "job"
         V2_REST = "v2-rest"
         V2_GRPC = "v2-grpc"
+        SHADOW = "shadow"  # a rollout's shadow version, off the request path (apps/rollouts)
 
     class Status(models.TextChoices):
         SUCCEEDED = "succeeded"
@@ -85,6 +97,10 @@ class Prediction(models.Model):
     error_message = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    # A shadow row's link to the primary's: the same request id, and the input's position
+    # in that request (the primary's rows of a request are written in input order). Null
+    # on every other row: a bare nullable column, no rewrite.
+    input_index = models.PositiveIntegerField(null=True, blank=True)
     client_address = models.CharField(max_length=64, blank=True)
     # A job's item has at most one audit row: a re-run after a lost worker cannot write a second.
     job_item = models.OneToOneField(
@@ -103,6 +119,15 @@ class Prediction(models.Model):
             models.Index(fields=["request_id"], name="prediction_request_id"),
             models.Index(fields=["user", "-id"], name="prediction_user_recent"),
             models.Index(fields=["model_name", "version_number", "-id"], name="prediction_model_recent"),
+        ]
+        constraints = [
+            # A retried shadow task writes each input's row once. Partial: only shadow rows
+            # are in the index, so no other insert pays for it.
+            models.UniqueConstraint(
+                fields=["request_id", "input_index"],
+                condition=Q(source="shadow"),
+                name="one_shadow_row_per_input",
+            ),
         ]
 
     def __str__(self) -> str:

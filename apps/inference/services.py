@@ -17,6 +17,8 @@ from apps.inference import audit, inputs, pipeline
 from apps.inference.models import Prediction
 from apps.inference.targets import check_servable, resolve_target
 from apps.registry.models import MLModel, ModelVersion
+from apps.rollouts import metrics as rollout_metrics
+from apps.rollouts import shadowing
 
 __all__ = ["check_servable", "resolve_target"]  # the door's whole vocabulary, in one import
 
@@ -143,6 +145,19 @@ def run_strict(
     labels = (version.model.name, str(version.number), caller.source, "succeeded")
     metrics.PREDICTIONS.labels(*labels).inc(len(run.outcomes))
     metrics.observe_stages(version.model.name, version.number, run.timings_ms)
+    if route:  # an alias under a rollout: its metrics by role, and a sample for its shadow
+        seconds = time.perf_counter() - started
+        rollout_metrics.observe(
+            version.model.name, version.number, route, "succeeded", len(run.outcomes), seconds
+        )
+        shadowing.mirror(
+            request_id=caller.request_id,
+            version=version,
+            alias=alias,
+            route=route,
+            outcomes=run.outcomes,
+            top_k=top_k,
+        )
     return run
 
 
@@ -192,6 +207,11 @@ def _record_failure(
 ) -> None:
     labels = (context.version.model.name, str(context.version.number), context.source, "failed")
     metrics.PREDICTIONS.labels(*labels).inc(len(outcomes))
+    if context.route:
+        seconds = time.perf_counter() - started
+        rollout_metrics.observe(
+            labels[0], context.version.number, context.route, "failed", len(outcomes), seconds
+        )
     try:
         audit.sink.write(audit.rows(context, outcomes, started=started, error=error))
     except Exception:  # recording must never mask the original error

@@ -47,7 +47,16 @@ def _lookup(
     split = routing.split_of(pointer.model_id, alias)
     for _, candidate in split.candidates if split else ():
         candidate.model = pointer.model
+    if split is not None and split.shadow is not None:
+        split.shadow.model = pointer.model
     return pointer.model, pointer.version, split
+
+
+def split_for(name: str, alias: str) -> routing.Split | None:
+    """The active rollout of `name`'s `alias` as the target was resolved with: read from the
+    same per-process cache, so asking again when a request finishes costs no query."""
+    found = targets.get_or_set((name, None, alias), lambda: _lookup(name, None, alias))
+    return found[2] if found is not None else None
 
 
 def resolve_target(

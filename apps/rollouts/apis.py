@@ -8,11 +8,13 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.exceptions import InvalidInput
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.registry import selectors as registry_selectors
 from apps.registry.apis import RegistryApi, visible_model, writable_model
-from apps.rollouts import selectors, services
+from apps.registry.models import MLModel
+from apps.rollouts import pairing, selectors, services
 from apps.rollouts.models import Rollout, RolloutCandidate
 
 
@@ -31,6 +33,11 @@ class RolloutOutputSerializer(serializers.ModelSerializer):
     primary_weight = serializers.SerializerMethodField()
     candidates = CandidateOutputSerializer(many=True)
     promoted_to = serializers.IntegerField(source="promoted_to.number", default=None)
+    shadow = serializers.IntegerField(source="shadow.number", default=None, help_text="The shadow version.")
+    shadow_status = serializers.SerializerMethodField(
+        help_text="active, stopped (by its guard rail: the version is flagged, see shadow_reason), "
+        "ended (with the rollout), or none."
+    )
     created_by = serializers.CharField(source="created_by.username", default=None)
     ended_by = serializers.CharField(source="ended_by.username", default=None)
 
@@ -49,11 +56,25 @@ class RolloutOutputSerializer(serializers.ModelSerializer):
             "max_error_rate",
             "max_latency_p95_ms",
             "min_requests",
+            "shadow",
+            "shadow_percent",
+            "shadow_status",
+            "shadow_reason",
+            "shadow_dropped",
+            "max_shadow_disagreement",
+            "shadow_min_pairs",
             "created_by",
             "created_at",
             "ended_by",
             "ended_at",
         ]
+
+    def get_shadow_status(self, obj: Rollout) -> str:
+        if obj.shadow_id is None:
+            return "none"
+        if obj.shadow_stopped_at:
+            return "stopped"
+        return "active" if obj.is_active else "ended"
 
     def get_primary_weight(self, obj: Rollout) -> int:
         return 100 - sum(c.weight for c in obj.candidates.all())
@@ -76,12 +97,25 @@ class CandidateInputSerializer(serializers.Serializer):
 
 class RolloutListStartApi(RegistryApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
+
     class RolloutStartInputSerializer(serializers.Serializer):
         alias = serializers.SlugField(max_length=64, default="production")
-        candidates = CandidateInputSerializer(many=True, allow_empty=False)
+        candidates = CandidateInputSerializer(many=True, default=list, help_text="Empty for a shadow alone.")
         max_error_rate = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
         max_latency_p95_ms = serializers.FloatField(min_value=0, required=False, allow_null=True)
         min_requests = serializers.IntegerField(min_value=1, default=100)
+        shadow_version = serializers.IntegerField(
+            min_value=1,
+            required=False,
+            help_text="A version that answers the primary's requests again, off the request path.",
+        )
+        shadow_percent = serializers.IntegerField(
+            required=False, help_text="Percent of the primary's requests mirrored, 1-100 (default 100)."
+        )
+        max_shadow_disagreement = serializers.FloatField(
+            min_value=0, max_value=1, required=False, allow_null=True
+        )
+        shadow_min_pairs = serializers.IntegerField(min_value=1, default=100)
 
     @extend_schema(
         operation_id="rollouts_list",
@@ -113,12 +147,28 @@ class RolloutListStartApi(RegistryApi):
             max_error_rate=data.get("max_error_rate"),
             max_latency_p95_ms=data.get("max_latency_p95_ms"),
             min_requests=data["min_requests"],
+            max_shadow_disagreement=data.get("max_shadow_disagreement"),
+            shadow_min_pairs=data["shadow_min_pairs"],
         )
         rollout = services.rollout_start(
-            model=model, alias_name=data["alias"], candidates=candidates, guards=guards, user=request.user
+            model=model,
+            alias_name=data["alias"],
+            candidates=candidates,
+            guards=guards,
+            shadow=self._shadow(model, data),
+            user=request.user,
         )
         rollout = selectors.rollout_get(model=model, rollout_id=rollout.pk)
         return Response(RolloutDetailOutputSerializer(rollout).data, status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _shadow(model: MLModel, data: dict) -> services.Shadow | None:
+        if "shadow_version" not in data:
+            if "shadow_percent" in data:
+                raise InvalidInput("shadow_percent needs a shadow_version.", code="invalid_shadow")
+            return None
+        version = registry_selectors.version_get(model=model, number=data["shadow_version"])
+        return services.Shadow(version=version, percent=data.get("shadow_percent", 100))
 
 
 class RolloutDetailApi(RegistryApi):
@@ -178,7 +228,7 @@ class RolloutAbortApi(RegistryApi):
 
 class VersionStatsOutputSerializer(serializers.Serializer):
     version = serializers.IntegerField()
-    route = serializers.ChoiceField(choices=["primary", "canary"])
+    route = serializers.ChoiceField(choices=["primary", "canary", "shadow"])
     requests = serializers.IntegerField()
     failed = serializers.IntegerField()
     error_rate = serializers.FloatField()
@@ -187,6 +237,24 @@ class VersionStatsOutputSerializer(serializers.Serializer):
     top1 = serializers.DictField(child=serializers.IntegerField(), help_text="Top-1 class: answers.")
     mean_top1_score = serializers.FloatField(allow_null=True)
     sampled = serializers.BooleanField(help_text="Only the latest ROLLOUT_STATS_MAX_ROWS rows were read.")
+
+
+class ShadowPairsOutputSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    shadow_rows = serializers.IntegerField(
+        help_text="Shadow rows read in the window (the latest ROLLOUT_STATS_MAX_ROWS)."
+    )
+    pairs = serializers.IntegerField(
+        help_text="Of them, those whose primary row was found (same request id and index)."
+    )
+    comparable = serializers.IntegerField(help_text="Pairs where both versions answered with classes.")
+    agreeing = serializers.IntegerField()
+    agreement = serializers.FloatField(allow_null=True, help_text="Top-1 agreement: agreeing / comparable.")
+    mean_abs_score_diff = serializers.FloatField(
+        allow_null=True,
+        help_text="Mean |primary's top-1 score - the shadow's score for that class| (0 outside its top k).",
+    )
+    dropped = serializers.IntegerField(help_text="Sampled inputs not shadowed, over the rollout's life.")
 
 
 class RolloutComparisonApi(RegistryApi):
@@ -203,7 +271,11 @@ class RolloutComparisonApi(RegistryApi):
         responses={
             200: inline_serializer(
                 "RolloutComparison",
-                {"rollout": serializers.IntegerField(), "versions": VersionStatsOutputSerializer(many=True)},
+                {
+                    "rollout": serializers.IntegerField(),
+                    "versions": VersionStatsOutputSerializer(many=True),
+                    "shadow": ShadowPairsOutputSerializer(allow_null=True),
+                },
             ),
             **error_responses(400, 404),
         },
@@ -213,10 +285,18 @@ class RolloutComparisonApi(RegistryApi):
         rollout = selectors.rollout_get(model=model, rollout_id=rollout_id)
         window = self.WindowSerializer(data=request.query_params)
         window.is_valid(raise_exception=True)
-        versions = selectors.comparison(
-            rollout, **{k: window.validated_data.get(k) for k in ("since", "until")}
-        )
+        bounds = {k: window.validated_data.get(k) for k in ("since", "until")}
+        versions = selectors.comparison(rollout, **bounds)
         data = [
             {**VersionStatsOutputSerializer(v).data, "error_rate": round(v.error_rate, 6)} for v in versions
         ]
-        return Response({"rollout": rollout.pk, "versions": data})
+        return Response({"rollout": rollout.pk, "versions": data, "shadow": self._pairs(rollout, bounds)})
+
+    @staticmethod
+    def _pairs(rollout: Rollout, bounds: dict) -> dict | None:
+        if rollout.shadow_id is None:
+            return None
+        stats = pairing.paired_stats(rollout, **bounds)
+        fields = ("shadow_rows", "pairs", "comparable", "agreeing", "agreement", "mean_abs_score_diff")
+        pairs = {name: getattr(stats, name) for name in fields}
+        return {"version": rollout.shadow.number, **pairs, "dropped": rollout.shadow_dropped}

@@ -15,6 +15,7 @@ from apps.registry.models import MLModel, ModelVersion
 
 PRIMARY = "primary"
 CANARY = "canary"
+SHADOW = "shadow"
 
 
 class Rollout(TimeStampedModel):
@@ -39,6 +40,21 @@ class Rollout(TimeStampedModel):
     max_error_rate = models.FloatField(null=True, blank=True, help_text="0 to 1.")
     max_latency_p95_ms = models.FloatField(null=True, blank=True)
     min_requests = models.PositiveIntegerField(default=100)
+    # Shadow (ADR 0018): `shadow_percent` of the primary's requests are run again, off the
+    # request path, by this version; its answers are audit rows with source 'shadow'.
+    shadow = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.RESTRICT, related_name="rollouts_as_shadow"
+    )
+    shadow_percent = models.PositiveSmallIntegerField(default=0, help_text="0-100.")
+    # The shadow's guard rail: past this share of disagreeing top-1 classes over at least
+    # `shadow_min_pairs` paired inputs, the shadow stops and its version is flagged.
+    max_shadow_disagreement = models.FloatField(null=True, blank=True, help_text="0 to 1.")
+    shadow_min_pairs = models.PositiveIntegerField(default=100)
+    shadow_stopped_at = models.DateTimeField(null=True, blank=True)
+    shadow_reason = models.TextField(blank=True, help_text="Why the shadow stopped (the version is flagged).")
+    # Inputs not shadowed because the shadow queue was behind (or the rollout had moved on):
+    # primary rows = shadow rows + dropped, for the sampled requests.
+    shadow_dropped = models.PositiveBigIntegerField(default=0, editable=False)
     # The audit rows of this rollout have ids above this one (an index range, not a scan).
     first_prediction_id = models.BigIntegerField(default=0, editable=False)
     created_by = models.ForeignKey(
@@ -65,6 +81,15 @@ class Rollout(TimeStampedModel):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def is_shadowing(self) -> bool:
+        return (
+            self.is_active
+            and self.shadow_id is not None
+            and self.shadow_percent > 0
+            and not self.shadow_stopped_at
+        )
 
 
 class RolloutCandidate(models.Model):

@@ -21,10 +21,23 @@ BUCKETS = 100
 
 @dataclass(frozen=True)
 class Split:
-    """An active rollout as routing needs it: (upper bucket bound, version) per candidate."""
+    """An active rollout as routing needs it: (upper bucket bound, version) per candidate,
+    and its shadow version with the percent of the primary's requests it mirrors."""
 
     rollout_id: int
     candidates: tuple[tuple[int, ModelVersion], ...]
+    shadow: ModelVersion | None = None
+    shadow_percent: int = 0
+
+    def shadows(self, request_id: str) -> bool:
+        """Whether this request of the primary's is mirrored: a stable sample by request id
+        (not random, so a test or an operator can tell which requests were chosen)."""
+        if self.shadow is None or not request_id:
+            return False
+        return (
+            self.shadow_percent >= BUCKETS
+            or bucket(self.rollout_id, f"shadow\x00{request_id}") < self.shadow_percent
+        )
 
     def choose(self, primary: ModelVersion, key: str) -> tuple[ModelVersion, str]:
         """The version `key` is routed to, and why: PRIMARY or CANARY."""
@@ -42,19 +55,29 @@ def bucket(rollout_id: int, key: str) -> int:
 
 
 def split_of(model_id: int, alias: str) -> Split | None:
-    """The alias's active rollout, if any: one query (candidates with their versions)."""
-    candidates = list(
-        RolloutCandidate.objects.select_related("version__model")
-        .filter(rollout__model_id=model_id, rollout__alias_name=alias, rollout__status=Rollout.Status.ACTIVE)
-        .order_by("id")
+    """The alias's active rollout, if any: one query when there is none, two when there is
+    (the rollout with its shadow, then its candidates with their versions)."""
+    rollout = (
+        Rollout.objects.select_related("shadow__model")
+        .filter(model_id=model_id, alias_name=alias, status=Rollout.Status.ACTIVE)
+        .first()
     )
-    if not candidates:
+    if rollout is None:
         return None
+    candidates = (
+        RolloutCandidate.objects.select_related("version__model").filter(rollout=rollout).order_by("id")
+    )
     bounds, total = [], 0
     for candidate in candidates:
         total += candidate.weight
         bounds.append((total, candidate.version))
-    return Split(rollout_id=candidates[0].rollout_id, candidates=tuple(bounds))
+    shadowing = rollout.is_shadowing
+    return Split(
+        rollout_id=rollout.pk,
+        candidates=tuple(bounds),
+        shadow=rollout.shadow if shadowing else None,
+        shadow_percent=rollout.shadow_percent if shadowing else 0,
+    )
 
 
 def check_routing_key(given: str | None) -> str:

@@ -18,7 +18,7 @@ from django.db.models import Count, Q, QuerySet
 from apps.core.exceptions import NotFound
 from apps.inference.models import Prediction
 from apps.registry.models import MLModel
-from apps.rollouts.models import CANARY, PRIMARY, Rollout
+from apps.rollouts.models import CANARY, PRIMARY, SHADOW, Rollout
 
 
 @dataclass
@@ -39,9 +39,9 @@ class VersionStats:
 
 
 def rollout_list(*, model: MLModel) -> QuerySet[Rollout]:
-    return model.rollouts.select_related("primary", "promoted_to", "created_by", "ended_by").prefetch_related(
-        "candidates__version"
-    )
+    return model.rollouts.select_related(
+        "primary", "promoted_to", "shadow", "created_by", "ended_by"
+    ).prefetch_related("candidates__version")
 
 
 def rollout_get(*, model: MLModel, rollout_id: int) -> Rollout:
@@ -126,9 +126,11 @@ def _add_top1(stats: VersionStats, outputs: list[dict[str, Any]]) -> None:
 def comparison(
     rollout: Rollout, *, since: datetime.datetime | None, until: datetime.datetime | None
 ) -> list[VersionStats]:
-    """The primary's statistics and each candidate's, over one window."""
+    """The primary's statistics, each candidate's and the shadow's, over one window."""
     versions = [(rollout.primary.number, PRIMARY)]
     versions += [(c.version.number, CANARY) for c in rollout.candidates.all()]
+    if rollout.shadow_id is not None:
+        versions.append((rollout.shadow.number, SHADOW))
     return [
         version_stats(rollout, number, route=route, since=since, until=until, outputs=True)
         for number, route in versions

@@ -1,7 +1,6 @@
 """Writes to rollouts: start a split on an alias, promote a candidate, abort, and the guard
 rails that stop a bad candidate. Each check leaves the alias as it was."""
 
-import logging
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -12,21 +11,29 @@ from apps.core.exceptions import Conflict, InvalidInput, NotFound
 from apps.inference.models import Prediction
 from apps.registry.models import MLModel, ModelAlias, ModelVersion
 from apps.registry.services import alias_set
-from apps.rollouts import selectors
 from apps.rollouts.models import Rollout, RolloutCandidate
-
-logger = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 10
 
 
 @dataclass(frozen=True)
 class Guards:
-    """A candidate past either threshold, over at least `min_requests` answers, stops the rollout."""
+    """A candidate past either threshold, over at least `min_requests` answers, stops the
+    rollout; a shadow past `max_shadow_disagreement` over `shadow_min_pairs` pairs stops."""
 
     max_error_rate: float | None = None
     max_latency_p95_ms: float | None = None
     min_requests: int = 100
+    max_shadow_disagreement: float | None = None
+    shadow_min_pairs: int = 100
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A version that answers `percent` of the primary's requests again, off the request path."""
+
+    version: ModelVersion
+    percent: int
 
 
 @transaction.atomic
@@ -36,6 +43,7 @@ def rollout_start(
     alias_name: str,
     candidates: list[tuple[ModelVersion, int]],
     guards: Guards = Guards(),
+    shadow: Shadow | None = None,
     user: User | None,
 ) -> Rollout:
     """Split `alias_name` between its version (the primary) and candidates, by weight (percent).
@@ -43,8 +51,12 @@ def rollout_start(
     Each weight is 1-99 and together they leave the primary at least 1% (a candidate that
     should take everything is promoted instead): 400 invalid_weights. Each candidate is a
     ready version of this model with the primary's outputs and labels (409 with what
-    differs). One active rollout per alias (409 rollout_exists; a constraint decides races)."""
-    _check_weights([weight for _, weight in candidates])
+    differs). One active rollout per alias (409 rollout_exists; a constraint decides races).
+    A shadow alone (no candidates) is a rollout too: every caller keeps the primary."""
+    if candidates or shadow is None:
+        _check_weights([weight for _, weight in candidates])
+    if shadow is not None:
+        _check_shadow_percent(shadow.percent)
     MLModel.objects.select_for_update().get(pk=model.pk)  # serialise with alias moves
     alias = ModelAlias.objects.select_related("version").filter(model=model, name=alias_name).first()
     if alias is None:
@@ -59,6 +71,8 @@ def rollout_start(
         )
     for version, _ in candidates:
         check_compatible(primary=alias.version, candidate=version)
+    if shadow is not None:
+        _check_shadow_version(alias.version, shadow.version)
     rollout = Rollout(
         model=model,
         alias_name=alias_name,
@@ -66,6 +80,10 @@ def rollout_start(
         max_error_rate=guards.max_error_rate,
         max_latency_p95_ms=guards.max_latency_p95_ms,
         min_requests=guards.min_requests,
+        shadow=shadow.version if shadow else None,
+        shadow_percent=shadow.percent if shadow else 0,
+        max_shadow_disagreement=guards.max_shadow_disagreement,
+        shadow_min_pairs=guards.shadow_min_pairs,
         first_prediction_id=Prediction.objects.order_by("-id").values_list("id", flat=True).first() or 0,
         created_by=user,
     )
@@ -90,6 +108,35 @@ def _check_weights(weights: list[int]) -> None:
             "least 1; to send everything to a candidate, promote it.",
             code="invalid_weights",
             details={"weights": weights, "sum": sum(weights), "primary": 100 - sum(weights)},
+        )
+
+
+def _check_shadow_percent(percent: int) -> None:
+    if not 1 <= percent <= 100:
+        raise InvalidInput(
+            "A shadow mirrors 1-100 percent of the primary's requests.",
+            code="invalid_shadow",
+            details={"shadow_percent": percent},
+        )
+
+
+def _check_shadow_version(primary: ModelVersion, version: ModelVersion) -> None:
+    """A shadow answers the primary's inputs next to it: another version, taking the same
+    inputs, with the same outputs and labels (so their answers pair)."""
+    if version.pk == primary.pk:
+        raise InvalidInput(
+            "The shadow is another version than the alias's own.",
+            code="invalid_shadow",
+            details={"primary": primary.number, "shadow": version.number},
+        )
+    check_compatible(primary=primary, candidate=version)
+    mine, theirs = primary.signature.get("inputs"), version.signature.get("inputs")
+    if mine != theirs:
+        raise Conflict(
+            f"Version {version.number} takes other inputs than the primary (v{primary.number}); "
+            "a shadow gets the primary's inputs.",
+            code="candidate_incompatible",
+            details={"version": version.number, "inputs": {"primary": mine, "candidate": theirs}},
         )
 
 
@@ -153,7 +200,7 @@ def rollout_promote(*, rollout: Rollout, version: ModelVersion | None, user: Use
             code="not_a_candidate",
             details={"candidates": sorted(candidates)},
         )
-    _end(rollout, Rollout.Status.PROMOTED, f"v{chosen.number} promoted", user, promoted_to=chosen)
+    end(rollout, Rollout.Status.PROMOTED, f"v{chosen.number} promoted", user, promoted_to=chosen)
     alias_set(model=rollout.model, name=rollout.alias_name, version=chosen, user=user)
     return rollout
 
@@ -162,7 +209,7 @@ def rollout_promote(*, rollout: Rollout, version: ModelVersion | None, user: Use
 def rollout_abort(*, rollout: Rollout, user: User | None, reason: str = "") -> Rollout:
     """End the rollout; the alias stays on the primary (it never left it)."""
     rollout = _lock_active(rollout, "abort")
-    _end(rollout, Rollout.Status.ABORTED, reason or "aborted", user)
+    end(rollout, Rollout.Status.ABORTED, reason or "aborted", user)
     return rollout
 
 
@@ -178,43 +225,9 @@ def _lock_active(rollout: Rollout, action: str) -> Rollout:
     return rollout
 
 
-def _end(
+def end(
     rollout: Rollout, status: str, reason: str, user: User | None, promoted_to: ModelVersion | None = None
 ) -> None:
     rollout.status, rollout.reason, rollout.ended_at, rollout.ended_by = status, reason, timezone.now(), user
     rollout.promoted_to = promoted_to
     rollout.save(update_fields=["status", "reason", "ended_at", "ended_by", "promoted_to", "updated_at"])
-
-
-def check_guards() -> list[int]:
-    """Stop every active rollout one of whose candidates passes a guard rail; the ids stopped.
-    Periodic (Celery beat, ROLLOUT_GUARD_INTERVAL_SECONDS): per candidate one bounded query."""
-    stopped = []
-    guarded = Rollout.objects.filter(status=Rollout.Status.ACTIVE).exclude(
-        max_error_rate__isnull=True, max_latency_p95_ms__isnull=True
-    )
-    for rollout in guarded.select_related("model"):
-        reason = guard_breach(rollout)
-        if reason is not None:
-            with transaction.atomic():
-                locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
-                if locked.is_active:
-                    _end(locked, Rollout.Status.STOPPED, reason, None)
-                    stopped.append(rollout.pk)
-                    logger.warning("Rollout %s stopped: %s", rollout.pk, reason)
-    return stopped
-
-
-def guard_breach(rollout: Rollout) -> str | None:
-    """Why a candidate of `rollout` breaks its guard rails, or None."""
-    for candidate in rollout.candidates.select_related("version"):
-        stats = selectors.version_stats(rollout, candidate.version.number, route="canary")
-        if stats.requests < rollout.min_requests:
-            continue
-        where = f"v{candidate.version.number} over {stats.requests} requests"
-        if rollout.max_error_rate is not None and stats.error_rate > rollout.max_error_rate:
-            return f"{where}: error rate {stats.error_rate:.3f} > {rollout.max_error_rate}"
-        p95 = stats.latency_p95_ms
-        if rollout.max_latency_p95_ms is not None and p95 is not None and p95 > rollout.max_latency_p95_ms:
-            return f"{where}: latency p95 {p95:.1f} ms > {rollout.max_latency_p95_ms} ms"
-    return None

@@ -296,7 +296,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # `validation` (model checks), `jobs` (batch inference), `default` (small tasks:
 # reconcilers, webhooks). Inference queues want prefetch 1 (above). Which task goes to
 # which queue is its profile (workers/profiles.py), which may only name a queue listed here.
-CELERY_QUEUES_MONITORED = ["validation", "jobs", "default", "conversion"]  # mlplatform_queue_depth
+CELERY_QUEUES_MONITORED = ["validation", "jobs", "default", "shadow", "conversion"]  # mlplatform_queue_depth
 # The database is the source of truth; the broker only rings the bell. Beat runs the
 # reconcilers, which re-enqueue work owed after a lost message, a dead worker or a
 # broker restart.
@@ -312,6 +312,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.rollouts.check_guards",
         "schedule": env.float("ROLLOUT_GUARD_INTERVAL_SECONDS", default=15.0),
     },
+    # Stored shadow inputs a lost message left behind (ADR 0018).
+    "sweep-shadow-inputs": {"task": "workers.rollouts.sweep_shadow_inputs", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = env(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule")
@@ -411,6 +413,19 @@ LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=2.0)
 # Rollouts (ADR 0017): a version's statistics (comparison, guard rails) read at most this
 # many of its latest audit rows in the rollout's window, so a long rollout costs a bounded query.
 ROLLOUT_STATS_MAX_ROWS = env.int("ROLLOUT_STATS_MAX_ROWS", default=10_000)
+# Shadow traffic (ADR 0018). Its queue; each web process's sender stores and enqueues its
+# pending shadow requests every SHADOW_BATCH_SECONDS as one file and one message of at most
+# SHADOW_BATCH_MAX requests (0 seconds: at once, in the request's thread, as the tests do).
+SHADOW_QUEUE = "shadow"
+SHADOW_BATCH_SECONDS = env.float("SHADOW_BATCH_SECONDS", default=0.25)
+SHADOW_BATCH_MAX = env.int("SHADOW_BATCH_MAX", default=32)
+# Drop rule: a batch finding this many messages waiting in the shadow queue is dropped (and
+# counted), so the backlog stays bounded; so is a request finding its process's buffer full.
+SHADOW_QUEUE_MAX_BACKLOG = env.int("SHADOW_QUEUE_MAX_BACKLOG", default=50)
+SHADOW_BUFFER_MAX_REQUESTS = env.int("SHADOW_BUFFER_MAX_REQUESTS", default=256)
+# Stored shadow inputs no message claimed are deleted after this long (beyond the broker's
+# visibility timeout, so a redelivered message still finds its inputs).
+SHADOW_INPUT_RETENTION_HOURS = env.int("SHADOW_INPUT_RETENTION_HOURS", default=24)
 
 # --- OAuth 2.0 (django-oauth-toolkit; docs/decisions/0016-oauth2-with-django-oauth-toolkit.md) ---
 # Decided before the toolkit's first migration: its application model is ours, with the

@@ -12,6 +12,8 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 # Tests run in one process and reuse model names across tests: no per-process caching
 # (tests that exercise it turn it on themselves).
 LOCAL_CACHE_SECONDS = 0
+# A shadow is sent at once, in the request's thread (tests of the sender thread set it).
+SHADOW_BATCH_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "apps.oauth.hashers.ClientSecretHasher"]
 # Keep validation quick in unit tests; the numbers are still real measurements.
 VALIDATION_LATENCY_RUNS = 20

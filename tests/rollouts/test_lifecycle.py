@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from apps.inference.models import Prediction
 from apps.registry.models import ModelAliasHistory
+from apps.rollouts.guards import check_guards
 from apps.rollouts.models import Rollout
-from apps.rollouts.services import check_guards
 from tests import onnx_models
 from tests.inference.conftest import TINY_PREPROCESSING, ready_version
 from tests.rollouts.conftest import key_in, predict, production, start

@@ -1,0 +1,233 @@
+"""Shadow traffic, the web side (ADR 0018): a sample of the primary's requests is handed,
+after the answer, to a per-process sender that stores their inputs and enqueues them for the
+shadow version on the `shadow` queue. The caller's answer, latency and quota never depend on it.
+
+`mirror` is called by the one place every synchronous door finishes
+(apps/inference/services.run_strict) once the audit rows are written. It keeps the inputs in
+memory (the request already holds them) and returns: a background thread, every
+SHADOW_BATCH_SECONDS, writes each rollout's pending inputs as ONE stored file and sends ONE
+message naming it, so a store and a publish (≈ 0.2 + 0.5 ms of CPU measured) are paid per
+batch, not per request. Nothing large goes through the broker.
+
+Dropped, and counted (on the rollout and in mlplatform_rollout_shadow_dropped_total), never
+queued: inputs that find the process's buffer full, or the shadow queue more than
+SHADOW_QUEUE_MAX_BACKLOG messages long (one LLEN per batch), or a broker that refuses them.
+Inputs still in a process's buffer when it is killed are lost uncounted (a graceful exit
+sends them); shadows are best effort, the primary's rows are not.
+"""
+
+import atexit
+import io
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import close_old_connections, connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.core import tasks
+from apps.inference.inputs import IMAGE, Outcome
+from apps.inference.targets import split_for
+from apps.registry.models import ModelVersion
+from apps.registry.storage import model_store
+from apps.rollouts import metrics
+from apps.rollouts.models import PRIMARY, Rollout
+
+logger = logging.getLogger(__name__)
+
+STORAGE_FOLDER = "shadows"
+
+
+@dataclass
+class Mirrored:
+    """One request's inputs, as the shadow will get them: image bytes or the parsed tensors."""
+
+    request_id: str
+    top_k: int
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    size: int = 0
+
+
+def mirror(
+    *, request_id: str, version: ModelVersion, alias: str, route: str, outcomes: list[Outcome], top_k: int
+) -> None:
+    """Hand this request to the shadow if the alias's rollout samples it; else do nothing.
+    No query: the split is the one the target was resolved with (per-process cache)."""
+    if route != PRIMARY or not alias:
+        return
+    split = split_for(version.model.name, alias)
+    if split is None or not split.shadows(request_id):
+        return
+    item = Mirrored(request_id=request_id, top_k=top_k)
+    for outcome in outcomes:
+        if outcome.input.kind == IMAGE:
+            data = outcome.input.data or b""
+            item.inputs.append({"kind": IMAGE, "data": data, "content_type": outcome.input.content_type})
+            item.size += len(data)
+        else:
+            feeds = outcome.feeds or {}
+            item.inputs.append({"kind": "tensors", "tensors": feeds})
+            item.size += sum(a.nbytes for a in feeds.values())
+    shadow = split.shadow
+    transaction.on_commit(lambda: sender.add(split.rollout_id, shadow, item))
+
+
+class Sender:
+    """A per-process buffer of mirrored requests and the thread that sends it."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, int], tuple[ModelVersion, list[Mirrored]]] = {}
+        self._count = 0
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, rollout_id: int, shadow: ModelVersion, item: Mirrored) -> None:
+        if settings.SHADOW_BATCH_SECONDS <= 0:  # send now, in this thread (tests, debugging)
+            send(rollout_id, shadow, [item])
+            return
+        if os.getpid() != self._pid:  # a forked child: the parent's thread is not ours
+            self._reset()
+        with self._lock:
+            if self._count >= settings.SHADOW_BUFFER_MAX_REQUESTS:
+                full = True
+            else:
+                full = False
+                self._pending.setdefault((rollout_id, shadow.pk), (shadow, []))[1].append(item)
+                self._count += 1
+                if self._thread is None:
+                    self._start()
+        if full:
+            dropped(rollout_id, shadow, len(item.inputs), "buffer")
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="shadow-sender", daemon=True)
+        self._thread.start()
+        atexit.register(self.flush)
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(settings.SHADOW_BATCH_SECONDS)
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any one batch's failure
+                logger.exception("Shadow sender: a batch failed")
+            finally:
+                close_old_connections()
+        connections.close_all()  # this thread's own connections (a process's exit; tests)
+
+    def close(self) -> None:
+        """Send what is pending and end the thread (a process's exit; tests)."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+
+    def flush(self) -> None:
+        """Send everything pending now: one stored file and one message per batch."""
+        with self._lock:
+            taken, self._pending, self._count = self._pending, {}, 0
+        for (rollout_id, _), (shadow, items) in taken.items():
+            size = settings.SHADOW_BATCH_MAX
+            for start in range(0, len(items), size):
+                send(rollout_id, shadow, items[start : start + size])
+
+
+sender = Sender()
+
+
+def send(rollout_id: int, shadow: ModelVersion, items: list[Mirrored]) -> bool:
+    """Store the batch's inputs and enqueue it, unless the queue is behind (then drop it)."""
+    backlog = queue_backlog()
+    if backlog is not None and backlog >= settings.SHADOW_QUEUE_MAX_BACKLOG:
+        dropped(rollout_id, shadow, _inputs_of(items), "backlog")
+        return False
+    name = store(items)
+    message = {
+        "rollout": rollout_id,
+        "version": shadow.pk,
+        "input_name": name,
+        "requests": [
+            {
+                "request_id": item.request_id,
+                "top_k": item.top_k,
+                "inputs": [
+                    {k: v for k, v in i.items() if k in ("kind", "content_type")} for i in item.inputs
+                ],
+            }
+            for item in items
+        ],
+    }
+    try:
+        tasks.enqueue(tasks.RUN_SHADOW, message)
+    except Exception:
+        logger.warning("Could not enqueue a shadow batch; dropped", exc_info=True)
+        model_store.delete(name)
+        dropped(rollout_id, shadow, _inputs_of(items), "broker")
+        return False
+    return True
+
+
+def store(items: list[Mirrored]) -> str:
+    """One .npz file: input j of request i is `i.j` (image bytes) or `i.j.n` (its n-th tensor,
+    by sorted name, the names in `i.j.names`). Read back with allow_pickle=False."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, item in enumerate(items):
+        for j, given in enumerate(item.inputs):
+            if given["kind"] == IMAGE:
+                arrays[f"{i}.{j}"] = np.frombuffer(given["data"], dtype=np.uint8)
+                continue
+            names = sorted(given["tensors"])
+            arrays[f"{i}.{j}.names"] = np.array(names, dtype=str)
+            for n, tensor_name in enumerate(names):
+                arrays[f"{i}.{j}.{n}"] = given["tensors"][tensor_name]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    stamp = timezone.now().strftime("%Y%m%d%H%M%S")  # the retention sweep reads the age from the name
+    return model_store.save(
+        f"{STORAGE_FOLDER}/{stamp}-{uuid.uuid4().hex}.npz", ContentFile(buffer.getvalue())
+    )
+
+
+def _inputs_of(items: list[Mirrored]) -> int:
+    return sum(len(item.inputs) for item in items)
+
+
+def dropped(rollout_id: int, shadow: ModelVersion, count: int, reason: str) -> None:
+    """Count `count` inputs not shadowed: on the rollout (one UPDATE) and in Prometheus."""
+    Rollout.objects.filter(pk=rollout_id).update(shadow_dropped=F("shadow_dropped") + count)
+    metrics.SHADOW_DROPPED.labels(shadow.model.name, str(shadow.number), reason).inc(count)
+
+
+_redis: Any = None
+
+
+def queue_backlog() -> int | None:
+    """Messages waiting in the shadow queue: one LLEN on a kept connection. None when the
+    broker cannot say cheaply (the embedded filesystem broker) or does not answer."""
+    global _redis
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    try:
+        if _redis is None:
+            import redis
+
+            _redis = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        return int(_redis.llen(settings.SHADOW_QUEUE))
+    except Exception:  # a broker that does not answer refuses the enqueue too: counted there
+        logger.warning("Could not read the shadow queue's length", exc_info=True)
+        return None
