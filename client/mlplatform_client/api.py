@@ -11,7 +11,11 @@ Every call either returns the decoded JSON of a 2xx answer or raises:
 
 Requests that are safe to repeat (GETs, and a submission carrying an `Idempotency-Key`)
 are retried on connection errors; the server answers a repeated submission with the
-job the first one created, so a retry never makes a second job.
+job the first one created, so a retry never makes a second job. A busy answer is tried
+again after the wait its `Retry-After` asks for (seconds or an HTTP-date; a short backoff
+without one), within the same number of retries and at most `max_retry_wait` seconds a
+wait: 429 for any request, 503 for requests safe to repeat, and 409
+`idempotency_key_in_use` (the key's first request is still being processed).
 """
 
 import base64
@@ -30,13 +34,14 @@ import urllib.parse
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, NotRequired, TypedDict
 
 from mlplatform_client import __version__
+from mlplatform_client.transfer import ProgressReader, quoted_key, retry_after_seconds, worth_retrying
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 JOBS_PATH = "/api/v1/jobs/"
@@ -212,6 +217,8 @@ class Client:
         credentials: ClientCredentials | None = None,
         timeout: float = 60.0,
         retries: int = 3,
+        max_retry_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -223,6 +230,8 @@ class Client:
         self.credentials = credentials
         self.timeout = timeout
         self.retries = retries
+        self.max_retry_wait = max_retry_wait
+        self.sleep = sleep
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -237,11 +246,13 @@ class Client:
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         filenames: Sequence[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> SubmitResult:
-        """Upload `files` as one job. The body is spooled to a temporary file, not held in memory.
+        """Upload `files` as one job. The body is spooled to a temporary file, not held in memory,
+        and streamed from it; `progress(sent, total)` is called as it goes (see `UploadBar`).
 
-        An `Idempotency-Key` is always sent (a fresh uuid4 unless given), which is what makes
-        retrying the POST after a connection error safe.
+        An `Idempotency-Key` is always sent, quoted (a fresh uuid4 unless given), which is what
+        makes retrying the POST after a connection error safe.
         """
         if not files:
             raise ValueError("a job needs at least one input file")
@@ -251,6 +262,7 @@ class Client:
         if len(names) != len(files):
             raise ValueError("filenames must match files one to one")
         key = idempotency_key or str(uuid.uuid4())
+        header_key = quoted_key(key)
         fields = [("model", model)]
         if version is not None:
             fields.append(("version", str(version)))
@@ -277,9 +289,10 @@ class Client:
             headers = {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
                 "Content-Length": str(body.tell()),
-                "Idempotency-Key": key,
+                "Idempotency-Key": header_key,
             }
-            with self._open("POST", JOBS_PATH, body=body, headers=headers, retry=True) as response:
+            upload = ProgressReader(body, body.tell(), progress) if progress else body
+            with self._open("POST", JOBS_PATH, body=upload, headers=headers, retry=True) as response:
                 job = self._read_json(response)
                 created = response.status != 200
                 location = response.headers.get("Location")
@@ -392,6 +405,7 @@ class Client:
         url = self.base_url + path
         attempts = 1 + (self.retries if retry else 0)
         attempt = 0
+        busy = 0  # busy answers (429, 503...) tried again so far
         renewed = False  # a refused access token is renewed once per request
         while True:
             all_headers = {"Accept": accept, "User-Agent": f"mlplatform-client/{__version__}"}
@@ -411,7 +425,12 @@ class Client:
                 if authenticate and not renewed and self._renews_token_after(error):
                     renewed = True
                     continue
-                raise error from None
+                wait = self._busy_wait(error, exc.headers, safe=retry, tried=busy)
+                if wait is None:
+                    raise error from None
+                busy += 1
+                self.sleep(wait)
+                continue
             except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 attempt += 1
@@ -425,6 +444,16 @@ class Client:
             with response:
                 yield response
             return
+
+    def _busy_wait(self, error: "ApiError", headers: Any, *, safe: bool, tried: int) -> float | None:
+        """Seconds to wait before sending the request again after `error`, or None to give up:
+        not a busy answer, no retries left, or a `Retry-After` longer than `max_retry_wait`."""
+        if tried >= self.retries or not worth_retrying(error.status, error.code, safe=safe):
+            return None
+        wait = retry_after_seconds(headers.get("Retry-After") if headers else None)
+        if wait is None:
+            wait = RETRY_BACKOFF_SECONDS[min(tried, len(RETRY_BACKOFF_SECONDS) - 1)]
+        return wait if wait <= self.max_retry_wait else None
 
     @staticmethod
     def _read_json(response: http.client.HTTPResponse) -> Any:

@@ -30,6 +30,7 @@ from mlplatform_client.api import (
     Job,
     ResultFormat,
 )
+from mlplatform_client.transfer import UploadBar
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 
@@ -276,6 +277,11 @@ def _conclude(client: Client, job: Job, out: str, fmt: ResultFormat) -> int:
     return EXIT_OK if status == "succeeded" else EXIT_FAILED
 
 
+def _shows_upload_bar(args: argparse.Namespace) -> bool:
+    """--progress / --no-progress, else a bar only on a terminal (never in a log or a pipe)."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -300,6 +306,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             webhook_url=args.webhook_url,
             idempotency_key=key,
+            # A bar on a terminal (or when asked), never in a log or a pipe unless asked.
+            progress=UploadBar(sys.stderr) if _shows_upload_bar(args) else None,
         )
     except KeyboardInterrupt:
         _err(
@@ -485,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key", metavar="KEY", help="reuse a key to get back the job it created")
     submit.add_argument("--recursive", "-r", action="store_true", help="include images in subfolders")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    submit.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show an upload progress bar on stderr (default: when stderr is a terminal)",
+    )
     submit.add_argument(
         "--poll-interval", type=_positive_float, default=1.0, metavar="SECONDS", help="default: 1.0"
     )

@@ -131,6 +131,8 @@ class FakeApi:
     tokens: list[str] = field(default_factory=list)  # OAuth access tokens issued, in order
     revoked: set[str] = field(default_factory=set)
     token_lifetime: int = 3600
+    # Answers given before any other handling, one per request: (status, code, headers).
+    busy: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
 
     def posts(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and r.path == "/api/v1/jobs/"]
@@ -218,6 +220,16 @@ class Handler(BaseHTTPRequestHandler):
             fake.tokens.append(token)
         self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": fake.token_lifetime})
 
+    def _busy(self) -> bool:
+        """Answer the next queued busy answer (429, 503...), if any."""
+        with self.server.api.lock:
+            if not self.server.api.busy:
+                return False
+            status, code, headers = self.server.api.busy.pop(0)
+        error = {"code": code, "message": "Busy.", "details": {}, "request_id": "req-busy"}
+        self._send(status, {"error": error}, headers)
+        return True
+
     def _job(self, job_id: str) -> FakeJob | None:
         job = self.server.api.jobs.get(job_id)
         if job is None:
@@ -229,6 +241,8 @@ class Handler(BaseHTTPRequestHandler):
         fake = self.server.api
         if recorded.path == "/oauth/token/":
             self._token(recorded)
+            return
+        if self._busy():
             return
         if recorded.path == "/api/v1/jobs/":
             with fake.lock:
@@ -255,7 +269,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 self.wfile.write(b"<h1>Server Error (500)</h1>")
                 return
-            key = recorded.headers.get("Idempotency-Key", "")
+            # The server's rule: a quoted structured-field string (unquoted: the same key).
+            key = recorded.headers.get("Idempotency-Key", "").strip('"')
             with fake.lock:
                 if key and key in fake.idempotency:
                     self._send(200, fake.jobs[fake.idempotency[key]].as_json())
@@ -277,7 +292,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         recorded = self._record()
-        if not self._authorised(recorded):
+        if self._busy() or not self._authorised(recorded):
             return
         if match := re.fullmatch(r"/api/v1/jobs/([^/]+)/", recorded.path):
             if job := self._job(match.group(1)):
@@ -391,7 +406,8 @@ def test_submit_uploads_every_image_waits_and_downloads_results(
         ("b.png", "image/png", (images / "b.png").read_bytes()),
         ("c d é.png", "image/png", (images / "c d é.png").read_bytes()),
     ]
-    assert uuid.UUID(post.headers["Idempotency-Key"]).version == 4
+    assert re.fullmatch(r'"[0-9a-f-]{36}"', post.headers["Idempotency-Key"])
+    assert uuid.UUID(post.headers["Idempotency-Key"].strip('"')).version == 4
     assert post.headers["X-API-Key"] == API_KEY
 
     (job,) = server.jobs.values()
@@ -454,7 +470,7 @@ def test_resubmitting_with_the_same_idempotency_key_returns_the_same_job(
     assert first.out == second.out  # just the job id, twice
     assert len(server.jobs) == 1
     assert "was used before" in second.err
-    assert [post.headers["Idempotency-Key"] for post in server.posts()] == ["k-1", "k-1"]
+    assert [post.headers["Idempotency-Key"] for post in server.posts()] == ['"k-1"', '"k-1"']
 
 
 def test_submit_csv_format_with_default_output_name(
