@@ -266,7 +266,7 @@ def test_the_worker_service_can_be_scaled(compose):
     assert "ports" not in worker, "a fixed host port would clash between worker replicas"
     assert "hostname" not in worker, "each worker's node name comes from its own hostname"
     assert "-Q" in worker["command"] and worker["command"][worker["command"].index("-Q") + 1] == (
-        "validation,jobs,default"
+        "validation,jobs,default,shadow"
     )
 
 

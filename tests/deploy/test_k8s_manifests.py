@@ -98,7 +98,7 @@ def test_workers_expose_metrics_and_are_probed_on_them():
     ports = {port["name"]: port["containerPort"] for port in worker["ports"]}
     assert str(ports["metrics"]) == env["WORKER_METRICS_PORT"] == "9100"
     assert worker["livenessProbe"]["tcpSocket"]["port"] == "metrics"
-    assert worker["command"][worker["command"].index("-Q") + 1] == "validation,jobs,default"
+    assert worker["command"][worker["command"].index("-Q") + 1] == "validation,jobs,default,shadow"
 
 
 def test_the_grpc_server_is_ready_by_the_grpc_health_service_and_alive_by_its_port():
