@@ -41,9 +41,10 @@ class Writer:
                 raise
 
     def copy_once(self, *, block_ms: int) -> int:
-        """Copy one batch: entries a dead writer left first, else new ones (waiting up to
-        block_ms for them). The number of entries copied."""
-        entries = self._taken_over() or self._new(block_ms)
+        """Copy one batch: this writer's own entries not yet acknowledged (a failed attempt)
+        first, then those a dead writer left, else new ones (waiting up to block_ms for them).
+        The number of entries copied."""
+        entries = self._read("0") or self._taken_over() or self._read(">", block_ms)
         if not entries:
             return 0
         dead = store(entries)
@@ -60,11 +61,12 @@ class Writer:
         )
         return [entry for entry in found[1] if entry[1]]  # (a deleted entry comes back empty)
 
-    def _new(self, block_ms: int) -> list:
+    def _read(self, start: str, block_ms: int = 0) -> list:
+        """start "0": this consumer's pending entries; ">": entries no consumer has had."""
         found = self.client.xreadgroup(
-            GROUP, self.consumer, {self.stream: ">"}, count=self.batch, block=block_ms or None
+            GROUP, self.consumer, {self.stream: start}, count=self.batch, block=block_ms or None
         )
-        return found[0][1] if found else []
+        return [entry for entry in found[0][1] if entry[1]] if found else []
 
     def backlog(self) -> int:
         """Entries in the stream not yet copied (pending or unread)."""

@@ -255,6 +255,8 @@ AUDIT_STREAM_KEY = env("AUDIT_STREAM_KEY", default=env("CACHE_KEY_PREFIX", defau
 AUDIT_WRITER_BATCH = env.int("AUDIT_WRITER_BATCH", default=500)  # stream entries per transaction
 # A stream entry a writer took but did not acknowledge this long ago (a dead writer) is taken over.
 AUDIT_WRITER_CLAIM_SECONDS = env.float("AUDIT_WRITER_CLAIM_SECONDS", default=30.0)
+# After a part batch the writer waits this long, so rows are copied many to a transaction.
+AUDIT_WRITER_LINGER_SECONDS = env.float("AUDIT_WRITER_LINGER_SECONDS", default=0.5)
 BROKER_DIR = Path(env("BROKER_DIR", default=str(VAR_DIR / "broker")))
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
