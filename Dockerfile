@@ -9,6 +9,14 @@ RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 # Every pin has a manylinux wheel (psycopg-binary, onnxruntime, numpy, pillow): no compiler needed.
 RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
+# The conversion worker's image (docker-compose.yml worker-conversion, docs/conversion.md) adds
+# the converter extras: TensorFlow, tf2onnx, torch (CPU). `--build-arg WITH_CONVERTERS=true`.
+ARG WITH_CONVERTERS=false
+COPY requirements-extras.txt /tmp/requirements-extras.txt
+RUN if [ "$WITH_CONVERTERS" = "true" ]; then \
+        /opt/venv/bin/pip install -r /tmp/requirements-extras.txt \
+            --extra-index-url https://download.pytorch.org/whl/cpu; \
+    fi
 
 # --- runtime stage ------------------------------------------------------------------------
 FROM python:3.11-slim

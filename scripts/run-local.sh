@@ -16,7 +16,7 @@ trap cleanup INT TERM EXIT
 # One metrics folder for the web, gRPC and worker processes: /metrics shows them all.
 PROMETHEUS_MULTIPROC_DIR="$(mktemp -d -t mlp-metrics-XXXXXX)"
 export PROMETHEUS_MULTIPROC_DIR
-.venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,jobs,default --concurrency=1 &
+.venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,jobs,default,conversion --concurrency=1 &
 WORKER_PID=$!
 # The same application server as production (gunicorn.conf.py), bound to this machine only.
 # One process: on the embedded default the rate counters and caches live in process memory.

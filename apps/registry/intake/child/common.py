@@ -1,6 +1,7 @@
 """What the child's converters share: their error, the optional imports, the parity check."""
 
 import importlib
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -24,10 +25,21 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        if _installed(module):  # there but failing to load: most often the memory limit
+            if "map segment" in str(exc) or "memory" in str(exc).lower():
+                raise ConversionFailed("out_of_memory", f"Out of memory loading {module}: {exc}.") from exc
+            raise ConversionFailed("load_failed", f"{module} is installed but fails to load: {exc}.") from exc
         raise ConversionFailed(
             "converter_missing",
             f"{purpose} needs {extra}, not installed on the conversion worker: {INSTALL_HINT}",
         ) from exc
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked module (tests) or a broken package
+        return False
 
 
 def version_of(distribution: str) -> str:
