@@ -50,6 +50,13 @@ GROUPS_STARTED+=("$WEB_PID")
 "$PY" manage.py grpcserver --address 127.0.0.1 --grace 1 &
 GRPC_PID=$!
 GROUPS_STARTED+=("$GRPC_PID")
+# The audit writer, when AUDIT_MODE=stream with REDIS_URL and a PostgreSQL DATABASE_URL (on the
+# embedded default the stream mode runs as durable: nothing to copy). ADR 0030. It may die or be
+# killed at any moment without losing a row, so the trap's kill of its group is enough.
+if [ "${AUDIT_MODE:-durable}" = stream ]; then
+    "$PY" manage.py auditwriter &
+    GROUPS_STARTED+=("$!")
+fi
 
 echo "mlplatform: http://127.0.0.1:$PORT/api/v1/  (docs: /api/docs/, admin: /admin/)," \
     "gRPC on 127.0.0.1:${GRPC_PORT:-8001}. Ctrl-C stops."
