@@ -1,20 +1,23 @@
 # mlplatform image: one image for the web (gunicorn) and worker (celery) processes.
 # Build:  docker build -t mlplatform .
 
-# --- build stage: install the pinned runtime requirements into a virtualenv -------------
+# --- build stage: install the locked runtime requirements into a virtualenv -------------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-# Every pin has a manylinux wheel (psycopg-binary, onnxruntime, numpy, pillow): no compiler needed.
-RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
+# From the hashed locks (`make lock`, ADR 0029): every package at the locked version, and pip
+# refuses any file whose hash differs, so two builds install the same bytes.
+COPY requirements-deploy.lock requirements-converters.lock /tmp/
+# The platform and the PostgreSQL client. Every pin has a manylinux wheel (psycopg-binary,
+# onnxruntime, numpy, pillow): no compiler needed.
+RUN /opt/venv/bin/pip install --require-hashes -r /tmp/requirements-deploy.lock
 # The conversion worker's image (docker-compose.yml worker-conversion, docs/conversion.md) adds
 # the converter extras: TensorFlow, tf2onnx, torch (CPU). `--build-arg WITH_CONVERTERS=true`.
+# The lock pins torch to its +cpu build with that wheel's hash; PyTorch's CPU index serves it.
 ARG WITH_CONVERTERS=false
-COPY requirements-extras.txt /tmp/requirements-extras.txt
 RUN if [ "$WITH_CONVERTERS" = "true" ]; then \
-        /opt/venv/bin/pip install -r /tmp/requirements-extras.txt \
+        /opt/venv/bin/pip install --require-hashes -r /tmp/requirements-converters.lock \
             --extra-index-url https://download.pytorch.org/whl/cpu; \
     fi
 

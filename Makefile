@@ -6,20 +6,32 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Two stamps: `make run` needs only the platform's own dependencies; `make test` also needs
 # the test tools and the optional converters (PyTorch: hundreds of MB, GBs off these machines).
+# Both install from hashed lock files (ADR 0029): every package at the version and with the
+# file hashes `make lock` recorded, so two installs, and two Docker builds, are the same.
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+PIP_LOCKED := $(PY) -m pip install --quiet --require-hashes
 
-.PHONY: run test lint format install install-dev migrate demo clean
+.PHONY: run test lint format install install-dev lock lock-check migrate demo clean
 
-$(RUN_STAMP): requirements.txt client/pyproject.toml
+$(RUN_STAMP): requirements.lock client/pyproject.toml | lock-check
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -e ./client
+	$(PIP_LOCKED) -r requirements.lock
+	@# The mlp client has no dependencies; editable, so it has no file to hash.
+	$(PY) -m pip install --quiet --no-deps -e ./client
 	touch $(RUN_STAMP)
 
-$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt requirements-extras.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.lock
+	$(PIP_LOCKED) -r requirements-dev.lock
 	touch $(DEV_STAMP)
+
+# Regenerate the lock files from requirements*.txt (needs PyPI), after changing any of them.
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
+
+# A requirements*.txt changed without `make lock`: stop, rather than install something else.
+lock-check:
+	@bash scripts/lock.sh --check
 
 install: $(RUN_STAMP)
 
