@@ -228,6 +228,11 @@ def audit_check(servers: Servers, answered: int) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--report"]:  # print a saved run again: --report bench/results/compare-<time>.json
+        saved = json.loads(Path(sys.argv[2]).read_text())
+        args = argparse.Namespace(concurrency=16, duration=saved.get("duration", 0))
+        report(list(saved["rounds"][0]), saved["rounds"], args, saved.get("audit", ""))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -267,7 +272,8 @@ def main() -> None:
     report(names, rounds, args, audited)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(rounds, indent=2))
+    saved = {"duration": args.duration, "rounds": rounds, "audit": audited}
+    (out / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(saved, indent=2))
 
 
 def summary(r: dict) -> str:
@@ -282,64 +288,66 @@ def summary(r: dict) -> str:
 
 
 def report(names: list[str], rounds: list[dict], args: argparse.Namespace, audited: str) -> None:
-    def spread(name: str, key: str, fmt: str = "{:.2f}") -> str:
+    width = max(map(len, names)) + 2
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[name][key] for r in rounds)
+
+    def spread(name: str, key: str, fmt: str) -> str:
         values = [r[name][key] for r in rounds]
-        return (
-            f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-        )
+        return f"{fmt.format(med(name, key))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
     print(
         f"\nconcurrency {args.concurrency}, {args.duration:.0f} s, medians (min-max) of {len(rounds)} rounds"
     )
-    header = (
-        "server",
-        "req/s",
-        "limit",
-        "ratio",
-        "p99 ms",
-        "c1 p50",
-        "lim p50",
-        "CPU/req",
-        "model",
-        "others",
-    )
-    print(
-        f"{header[0]:<10}{header[1]:>20}{header[2]:>9}{header[3]:>18}"
-        + "".join(f"{h:>9}" for h in header[4:])
-    )
+    columns = ("limit", "p99 ms", "c1 p50", "lim p50", "CPU/req", "model", "others")
+    print(f"{'server':<{width}}{'req/s':>20}{'ratio':>18}" + "".join(f"{c:>9}" for c in columns))
     for name in names:
-        med = {
-            k: statistics.median(r[name][k] for r in rounds)
-            for k in ("limit", "p99", "c1_p50", "limit_p50", "cpu_total_ms", "limit_cpu_ms", "others")
-        }
+        keys = ("limit", "p99", "c1_p50", "limit_p50", "cpu_total_ms", "limit_cpu_ms", "others")
         print(
-            f"{name:<10}{spread(name, 'throughput', '{:.1f}'):>20}{med['limit']:9.1f}"
-            f"{spread(name, 'ratio'):>18}"
-            f"{med['p99']:9.0f}{med['c1_p50']:9.1f}{med['limit_p50']:9.1f}{med['cpu_total_ms']:9.2f}"
-            f"{med['limit_cpu_ms']:9.2f}{med['others']:9.2f}"
+            f"{name:<{width}}{spread(name, 'throughput', '{:.1f}'):>20}{spread(name, 'ratio', '{:.2f}'):>18}"
+            + "".join(f"{med(name, k):9.1f}" if k != "others" else f"{med(name, k):9.2f}" for k in keys)
         )
-    best = {name: statistics.median(r[name]["ratio"] for r in rounds) for name in names}
-    if "mlserver" in best:
-        print(
-            "ratio against MLServer (same round, median): "
-            + ", ".join(
-                f"{n} {statistics.median(r[n]['throughput'] / r['mlserver']['throughput'] for r in rounds):.2f}"  # noqa: E501
-                for n in names
-                if n != "mlserver"
-            )
-        )
+    for other in names:
+        if other in ("mlserver", "durable"):  # paired within each round: the same machine minutes
+            pairs = ", ".join(f"{n} {paired(rounds, n, other)}" for n in names if n != other)
+            print(f"req/s against {other} (same round, median; CPU per request difference): {pairs}")
     noisy = sum(1 for r in rounds for n in names if r[n]["others"] > QUIET)
-    print(f"runs with others > {QUIET} cores (noisy): {noisy} of {len(rounds) * len(names)}")
+    print(
+        f"runs with others > {QUIET} cores (noisy; ratios unreliable): {noisy} of {len(rounds) * len(names)}"
+    )
     print("CPU ms per request by group (median):")
     for name in names:
         groups = rounds[0][name]["cpu_ms"]
-        print(
-            f"  {name:<10}"
-            + ", ".join(f"{g} {statistics.median(r[name]['cpu_ms'][g] for r in rounds):.2f}" for g in groups)
-            + f"; wrk {statistics.median(r[name]['wrk_ms'] for r in rounds):.2f}"
-        )
+        cpu = ", ".join(f"{g} {statistics.median(r[name]['cpu_ms'][g] for r in rounds):.2f}" for g in groups)
+        print(f"  {name:<{width}}{cpu}; wrk {med(name, 'wrk_ms'):.2f}")
+    targets(names, med)
     if audited:
         print(f"audit: {audited}")
+
+
+def paired(rounds: list[dict], name: str, other: str) -> str:
+    """Median over rounds of the req/s ratio and the CPU-per-request difference of two servers."""
+    ratio = statistics.median(r[name]["throughput"] / r[other]["throughput"] for r in rounds)
+    cpu = statistics.median(r[name]["cpu_total_ms"] - r[other]["cpu_total_ms"] for r in rounds)
+    return f"{ratio:.2f} ({cpu:+.2f} ms CPU)"
+
+
+def targets(names: list[str], med) -> None:
+    """Issue 21's targets against this run's medians."""
+    checks = {"stream": 0.90, "durable": 0.80}
+    for name, floor in checks.items():
+        if name in names:
+            ratio, p99 = med(name, "ratio"), med(name, "p99")
+            c1, limit = med(name, "c1_p50"), med(name, "limit_p50")
+            print(
+                f"target {name}: ratio {ratio:.2f} >= {floor} {'met' if ratio >= floor else 'NOT met'}; "
+                f"p99 {p99:.0f} <= 160 ms {'met' if p99 <= 160 else 'NOT met'}; "
+                f"c1 p50 {c1:.1f} <= limit p50 {limit:.1f} + 3 ms {'met' if c1 <= limit + 3 else 'NOT met'}"
+            )
+    if "stream" in names and "mlserver" in names:
+        above = med("stream", "ratio") >= med("mlserver", "ratio")
+        print(f"target stream at or above MLServer: {'met' if above else 'NOT met'}")
 
 
 if __name__ == "__main__":
