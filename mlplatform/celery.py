@@ -29,6 +29,7 @@ app.autodiscover_tasks(["workers"], related_name="registry")
 app.autodiscover_tasks(["workers"], related_name="jobs")
 app.autodiscover_tasks(["workers"], related_name="optimization")
 app.autodiscover_tasks(["workers"], related_name="rollouts")
+app.autodiscover_tasks(["workers"], related_name="conversion")
 
 
 @worker_init.connect
