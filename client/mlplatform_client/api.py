@@ -387,6 +387,15 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    def request_json(self, method: str, path: str, payload: Any = None, *, retry: bool = False) -> Any:
+        """Any JSON call of the API (`path` from the server's root, e.g. /api/v1/models/m/rollouts/):
+        the body as JSON, the answer read as JSON; errors as ApiError. `retry` for safe calls."""
+        data = json.dumps(payload).encode() if payload is not None else None
+        body = io.BytesIO(data) if data is not None else None
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(data))} if data else None
+        with self._open(method, path, body=body, headers=headers, retry=retry) as response:
+            return self._read_json(response)
+
     def _job_path(self, job_id: str, suffix: str = "") -> str:
         return f"{JOBS_PATH}{urllib.parse.quote(job_id, safe='')}/{suffix}"
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from mlplatform_client import __version__
+from mlplatform_client import __version__, rollouts
 from mlplatform_client.api import (
     DEFAULT_URL,
     FINAL_STATUSES,
@@ -522,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a job")
     cancel.add_argument("job_id", metavar="ID")
     cancel.set_defaults(handler=cmd_cancel)
+    rollouts.add_commands(groups, common, _client)
     return parser
 
 
