@@ -131,16 +131,18 @@ def _sample_names(name: str, kind: str) -> set[str]:
 
 def exported_metric_names() -> set[str]:
     """Every sample name the web's and workers' /metrics can show, read from the code: the
-    platform's metrics (apps/core/metrics.py, the queue depths included) and django-prometheus's
-    HTTP, database and cache metrics."""
+    platform's metrics (apps/core/metrics.py, the queue depths included; apps/rollouts/metrics.py)
+    and django-prometheus's HTTP, database and cache metrics."""
     import django_prometheus.cache.metrics as cache_metrics
     import django_prometheus.db.metrics as db_metrics
     from django_prometheus.middleware import Metrics
     from prometheus_client.metrics import MetricWrapperBase
 
     import apps.core.metrics as platform_metrics
+    import apps.rollouts.metrics as rollout_metrics
 
-    namespaces = [vars(module) for module in (platform_metrics, db_metrics, cache_metrics)]
+    modules = (platform_metrics, rollout_metrics, db_metrics, cache_metrics)
+    namespaces = [vars(module) for module in modules]
     namespaces.append(vars(Metrics.get_instance()))
     families = [
         family
