@@ -278,3 +278,19 @@ def test_the_shadow_guard_stops_the_shadow_and_flags_its_version(api, reversed_v
     api.post("/api/v1/models/tiny/predict", BODY, format="json")
     assert Prediction.objects.filter(source="shadow").count() == 6  # no more shadowing
     assert check_guards() == []
+
+
+def test_the_admin_shows_the_shadow_and_its_agreement(client, staff_user, api, reversed_version):
+    from django.urls import reverse
+
+    rollout_id = start_shadow(api).json()["id"]
+    for colour in COLOURS[:2]:
+        api.post("/api/v1/models/tiny/predict", images_body(colour), format="json")
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:rollouts_rollout_change", args=[rollout_id])).content.decode()
+    assert "shadow v2 vs primary: 2 pairs, top-1 agreement" in page
+    assert "v2 shadow: 2 requests" in page and "v1 primary: 2 requests" in page
+    changelist = client.get(
+        reverse("admin:rollouts_rollout_changelist") + f"?model__id__exact={reversed_version.model_id}"
+    )
+    assert changelist.status_code == 200
