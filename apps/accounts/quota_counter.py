@@ -52,6 +52,19 @@ def seed(user_id: int, period: dt.date) -> None:
     redis_client().set(counter_key(user_id, period), used, nx=True, ex=COUNTER_SECONDS)
 
 
+def current(user_id: int, period: dt.date) -> int | None:
+    """The month's count in Redis in the stream mode (ahead of PostgreSQL's by the rows not
+    yet copied); None in the durable mode, when there is no counter, or Redis is away."""
+    if not stream_enabled():
+        return None
+    try:
+        value = redis_client().get(counter_key(user_id, period))
+    except Exception:  # the usage page reads PostgreSQL's count instead
+        logger.warning("Could not read the quota counter from Redis", exc_info=True)
+        return None
+    return None if value is None else int(value)
+
+
 def mirror_on_commit(user_id: int, period: dt.date, amount: int) -> None:
     """After the current transaction commits, add `amount` (negative: a refund) to the
     month's counter if it exists. Only in the stream mode; a Redis error is logged."""

@@ -333,6 +333,7 @@ def _ensure_usage_row(user: User, period: dt.date) -> bool:
 def usage_for(user: User) -> dict:
     period = current_period()
     used = QuotaUsage.objects.filter(user=user, period=period).values_list("used", flat=True).first() or 0
+    used = max(used, quota_counter.current(user.pk, period) or 0)  # the stream mode's count is ahead
     limit = limits_for(user).monthly_prediction_quota
     return {
         "period": f"{period:%Y-%m}",

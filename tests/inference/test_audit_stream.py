@@ -161,3 +161,14 @@ def test_an_unknown_audit_mode_fails_the_system_check(settings):
     settings.AUDIT_MODE = "stream"
     settings.REDIS_URL = ""
     assert [m.id for m in check_audit_mode()] == ["auditstream.W001"]
+
+
+@needs_services
+def test_the_usage_page_counts_what_waits_in_the_stream(key_client, tiny_version, stream, client_for, user):
+    client = key_client()
+    for _ in range(2):
+        assert predict(client).status_code == 200
+    assert not QuotaUsage.objects.filter(user=user, used__gt=0).exists()  # the rows have not landed
+    usage = client_for(user).get("/api/v1/me/usage/")
+    assert usage.status_code == 200, usage.content
+    assert usage.json()["predictions_used"] == 2
