@@ -44,6 +44,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "output",
             "latency_ms",
             "request_id",
+            "input_index",
             "client_address",
         ]
 
