@@ -190,7 +190,14 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
     return result
 
 
+# A path parameter's example, which Swagger UI's "Try it out" fills in: the demo model.
+_PATH_EXAMPLES = {"name": "efficientnet-lite0", "alias": "production", "number": 1}
+
+
 def _label(path: str, operation: dict[str, Any]) -> None:
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("name") in _PATH_EXAMPLES:
+            parameter.setdefault("example", _PATH_EXAMPLES[parameter["name"]])
     if operation.get("tags") in (None, [], ["api"]):
         area = next((tag for pattern, tag in _AREAS if re.match(pattern, path)), None)
         if area:

@@ -157,11 +157,17 @@ class PredictionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=request_id", "=input_sha256", "=user__username"]
     search_help_text = _("An exact request id, input SHA-256 or username.")
     list_select_related = ["user"]
+    # Not an editable field, so not on the form; the detail page shows it first.
+    readonly_fields = ["created_at"]
     # Sorting on an unindexed column sorts the whole table.
     sortable_by = ["id", "created_at"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False  # a second count, of the unfiltered table
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice
+
+    def get_fields(self, request: HttpRequest, obj: Prediction | None = None) -> list[str]:
+        fields = super().get_fields(request, obj)
+        return ["created_at", *[name for name in fields if name != "created_at"]]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str

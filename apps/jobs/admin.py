@@ -28,9 +28,8 @@ class BatchJobAdmin(admin.ModelAdmin):
         "owner",
         "model_name",
         "version_number",
-        "status",
+        "status_badge",
         "progress_bar",
-        "failed_items",
         "attempts",
     ]
     list_filter = ["status", "model_name", "created_at"]
@@ -39,7 +38,12 @@ class BatchJobAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     actions = ["cancel_jobs", "retry_jobs"]
     inlines = [WebhookDeliveryInline]
-    readonly_fields = ["progress_bar", "throughput", "items_link"] + [f.name for f in BatchJob._meta.fields]
+    readonly_fields = ["status_badge", "progress_bar", "throughput", "items_link"] + [
+        f.name for f in BatchJob._meta.fields
+    ]
+
+    class Media:
+        css = {"all": ["registry/console.css"]}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs come through the API
@@ -48,6 +52,16 @@ class BatchJobAdmin(admin.ModelAdmin):
         # Viewable (by users with the view or change permission), never edited: the page is
         # read-only, with no Save that would be refused. Cancel and retry are list actions.
         return False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: BatchJob) -> str:
+        """A job that finished with failed items does not read as a plain success."""
+        css = obj.status
+        text = obj.status
+        if obj.failed_items:
+            text = f"{obj.status} · {obj.failed_items} failed"
+            css = "partial" if obj.status == BatchJob.Status.SUCCEEDED else obj.status
+        return format_html('<span class="mlp-status mlp-status-{}">{}</span>', css, text)
 
     @admin.display(description="progress")
     def progress_bar(self, obj: BatchJob) -> str:

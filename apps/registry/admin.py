@@ -1,17 +1,20 @@
-"""Admin for maintainers: models, versions (with upload), aliases and their history."""
+"""Admin for maintainers: models (the page they work from), versions (with upload), aliases
+and their history, grants. Forms in admin_forms.py, the model page in admin_pages.py."""
 
-import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest
-from django.utils.html import escape
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import escape, format_html
 
 from apps.core.admin import ReadOnlyAdminMixin
 from apps.core.exceptions import ApplicationError
-from apps.registry import services
+from apps.registry import admin_pages, services
+from apps.registry.admin_forms import AliasForm, VersionEditForm, VersionUploadForm
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 
 
@@ -23,16 +26,77 @@ class ModelAliasInline(admin.TabularInline):
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # aliases move through the alias admin, which logs history
+        return False  # aliases move from a version's row or the alias admin, which log history
 
 
 @admin.register(MLModel)
 class MLModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "task", "visibility", "owner", "created_at"]
+    """The page a maintainer works from: versions, aliases, history (admin_pages.py)."""
+
+    list_display = ["name", "task", "visibility", "production", "versions_count", "owner", "created_at"]
     list_filter = ["task", "visibility"]
     search_fields = ["name", "description"]
+    list_select_related = ["owner"]
     readonly_fields = ["next_version_number", "created_at", "updated_at"]
     inlines = [ModelAliasInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MLModel]:
+        production = ModelAlias.objects.filter(model=OuterRef("pk"), name="production")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                production_number=Subquery(production.values("version__number")[:1]),
+                versions_total=Count("versions"),
+            )
+        )
+
+    @admin.display(description="production", ordering="production_number")
+    def production(self, obj: MLModel) -> str:
+        return f"v{obj.production_number}" if obj.production_number else "-"
+
+    @admin.display(description="versions", ordering="versions_total")
+    def versions_count(self, obj: MLModel) -> int:
+        return obj.versions_total
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def get_urls(self) -> list:
+        def guarded(view, permission: str):
+            def wrapper(request: HttpRequest, model_id: int) -> HttpResponse:
+                if not request.user.has_perm(permission):
+                    raise PermissionDenied
+                return view(request, model_id)
+
+            return self.admin_site.admin_view(wrapper)
+
+        urls = [
+            path(
+                "<int:model_id>/versions.json",
+                guarded(admin_pages.versions_json, "registry.view_modelversion"),
+                name="registry_mlmodel_versions",
+            ),
+            path(
+                "<int:model_id>/set-alias/",
+                guarded(admin_pages.set_alias, "registry.change_modelalias"),
+                name="registry_mlmodel_set_alias",
+            ),
+            path(
+                "<int:model_id>/archive/",
+                guarded(admin_pages.archive_version, "registry.change_modelversion"),
+                name="registry_mlmodel_archive",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        model = self.get_object(request, object_id)
+        if model is not None:
+            extra_context = {**(extra_context or {}), **admin_pages.model_page_context(request, model)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_deleted_objects(self, objs, request: HttpRequest) -> tuple:
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -54,90 +118,25 @@ class MLModelAdmin(admin.ModelAdmin):
             services.model_delete(model=model)
 
 
-class VersionUploadForm(forms.ModelForm):
-    """Add form: upload an .onnx file; the service checks, stores and enqueues validation."""
-
-    file = forms.FileField(help_text="A self-contained .onnx file.")
-    labels_file = forms.FileField(required=False, help_text="One label per line, or a JSON list.")
-    preprocessing_json = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text="Preprocessing config as JSON."
-    )
-
-    class Meta:
-        model = ModelVersion
-        fields = ["model", "notes"]
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        try:
-            labels = cleaned.get("labels_file")
-            self.instance = services.model_version_create(
-                model=cleaned["model"],
-                file=cleaned["file"],
-                created_by=self.current_user,
-                labels=labels.read() if labels else None,
-                preprocessing=cleaned.get("preprocessing_json") or None,
-                notes=cleaned.get("notes", ""),
-            )
-        except ApplicationError as exc:
-            raise ValidationError(exc.message) from exc
-        except KeyError:
-            pass  # a required field is missing; its own error is shown
-        return cleaned
-
-
-class VersionEditForm(forms.ModelForm):
-    """Change form: notes, labels and preprocessing, saved through the service in clean(), so
-    labels that do not fit the classes or a bad config come back as a form error with what
-    was typed, and nothing is saved (not a success message over a dropped edit)."""
-
-    class Meta:
-        model = ModelVersion
-        fields = ["notes", "labels", "preprocessing"]
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        data = {name: cleaned[name] for name in self.Meta.fields if name in cleaned}
-        try:
-            # A copy: on refusal the instance the form re-renders keeps its stored values.
-            version = ModelVersion.objects.select_related("model").get(pk=self.instance.pk)
-            self.instance = services.model_version_update(version=version, data=data)
-        except ApplicationError as exc:
-            raise ValidationError(_error_text(exc)) from exc
-        return cleaned
-
-
-def _error_text(exc: ApplicationError) -> str:
-    """The message, with a field-by-field detail when the service gave one."""
-    details = exc.details if isinstance(exc.details, dict) else {}
-    parts = [
-        f"{field}: {'; '.join(map(str, errors if isinstance(errors, list) else [errors]))}"
-        for field, errors in details.items()
-    ]
-    return " ".join([exc.message, *parts])
-
-
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "size_bytes", "created_by", "created_at", "validated_at"]
+    list_display = ["__str__", "status_badge", "size", "p50", "failure", "created_by", "created_at"]
     list_filter = ["status", "model"]
     search_fields = ["model__name", "sha256", "notes"]
     list_select_related = ["model", "created_by"]
     readonly_fields = [
-        "model",
+        "model_link",
         "number",
+        "status_badge",
+        "failure",
+        "size",
+        "origin",
+        "traffic",
         "artifact_name",
         "sha256",
-        "size_bytes",
-        "status",
-        "status_reason",
-        "failure_code",
-        "signature_pretty",
-        "metrics_pretty",
-        "derived_from",
-        "optimization_pretty",
+        "signature_table",
+        "metrics_table",
+        "optimization_table",
         "created_by",
         "validation_attempts",
         "validated_at",
@@ -145,8 +144,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    fields = [*readonly_fields[:6], "notes", "labels", "preprocessing", *readonly_fields[6:]]
+    fields = [*readonly_fields[:7], "notes", "labels", "preprocessing", *readonly_fields[7:]]
     actions = ["archive"]
+
+    class Media:
+        css = {"all": ["registry/console.css"]}
 
     def get_form(self, request: HttpRequest, obj: ModelVersion | None = None, **kwargs: Any) -> type:
         if obj is None:
@@ -165,21 +167,64 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ModelVersion, form: forms.Form, change: bool) -> None:
         pass  # the add and edit forms' clean() saved through the service, or refused with a form error
 
+    def response_add(self, request: HttpRequest, obj: ModelVersion, post_url_continue: str | None = None):
+        if "_addanother" in request.POST or "_continue" in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        # To the model's page, where the new version's status refreshes while it validates.
+        self.message_user(request, f"Version {obj.number} uploaded; it is validated on a worker.")
+        return HttpResponseRedirect(reverse("admin:registry_mlmodel_change", args=[obj.model_id]))
+
+    @admin.display(description="model")
+    def model_link(self, obj: ModelVersion) -> str:
+        url = reverse("admin:registry_mlmodel_change", args=[obj.model_id])
+        return format_html('<a href="{}">{}</a>', url, obj.model.name)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ModelVersion) -> str:
+        return admin_pages.status_badge(obj)
+
+    @admin.display(description="failure")
+    def failure(self, obj: ModelVersion) -> str:
+        if obj.status != ModelVersion.Status.FAILED:
+            return ""
+        return f"{obj.failure_code}: {obj.status_reason}" if obj.failure_code else obj.status_reason
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, obj: ModelVersion) -> str:
+        return admin_pages.size_text(obj.size_bytes)
+
+    @admin.display(description="p50")
+    def p50(self, obj: ModelVersion) -> str:
+        return admin_pages.p50_text(obj)
+
+    @admin.display(description="derived / converted from")
+    def origin(self, obj: ModelVersion) -> str:
+        return admin_pages.origin_text(obj) or "-"
+
+    @admin.display(description="traffic")
+    def traffic(self, obj: ModelVersion) -> str:
+        query = f"?model_name={obj.model.name}&version_number={obj.number}"
+        return format_html(
+            '<a href="{}">predictions</a> · <a href="{}">jobs</a>',
+            reverse("admin:inference_prediction_changelist") + query,
+            reverse("admin:jobs_batchjob_changelist") + query,
+        )
+
     @admin.display(description="artifact")
     def artifact_name(self, obj: ModelVersion) -> str:
         return obj.artifact.name  # stored under MODEL_STORE_ROOT; never served over HTTP
 
     @admin.display(description="signature")
-    def signature_pretty(self, obj: ModelVersion) -> str:
-        return json.dumps(obj.signature, indent=2)
+    def signature_table(self, obj: ModelVersion) -> str:
+        return admin_pages.signature_table(obj.signature)
 
     @admin.display(description="metrics")
-    def metrics_pretty(self, obj: ModelVersion) -> str:
-        return json.dumps(obj.metrics, indent=2)
+    def metrics_table(self, obj: ModelVersion) -> str:
+        return admin_pages.metrics_table(obj.metrics)
 
     @admin.display(description="optimization report")
-    def optimization_pretty(self, obj: ModelVersion) -> str:
-        return json.dumps(obj.optimization, indent=2)
+    def optimization_table(self, obj: ModelVersion) -> str:
+        return admin_pages.metrics_table(obj.optimization)
 
     @admin.action(description="Archive selected versions")
     def archive(self, request: HttpRequest, queryset) -> None:
@@ -188,45 +233,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 services.model_version_archive(version=version)
             except ApplicationError as exc:
                 self.message_user(request, f"{version}: {exc.message}", level=messages.ERROR)
-
-
-class AliasForm(forms.ModelForm):
-    """Set or move an alias through the service in clean(), so that the move is atomic,
-    checked (a ready version, no rollout) and logged, a refusal is a form error, and the
-    admin's links and "Save and continue" get the alias the service made."""
-
-    current_user = None  # set per request by ModelAliasAdmin.get_form
-
-    class Meta:
-        model = ModelAlias
-        fields = ["model", "name", "version"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        versions = self.fields.get("version")
-        if versions is not None:
-            # Only versions an alias may point at; on a change form, only this model's.
-            ready = ModelVersion.objects.filter(status=ModelVersion.Status.READY).select_related("model")
-            if self.instance.pk is not None:
-                ready = ready.filter(model_id=self.instance.model_id)
-            versions.queryset = ready
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        model = cleaned.get("model") or (self.instance.model if self.instance.pk else None)
-        name = cleaned.get("name") or self.instance.name
-        version = cleaned.get("version")
-        if self.errors or model is None or version is None:
-            return cleaned
-        if version.model_id != model.pk:
-            raise ValidationError("That version belongs to another model.")
-        try:
-            self.instance = services.alias_set(
-                model=model, name=name, version=version, user=self.current_user
-            )
-        except ApplicationError as exc:
-            raise ValidationError(exc.message) from exc
-        return cleaned
 
 
 @admin.register(ModelAlias)

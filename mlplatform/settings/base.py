@@ -24,7 +24,8 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin as the maintainers' console (named, sections ordered, links).
+    "apps.core.admin_site.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -510,6 +511,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "static")))
+# The console's index links the Grafana dashboard when this is set (e.g. http://localhost:3000/d/mlplatform).
+GRAFANA_URL = env("GRAFANA_URL", default="")
 # Files served at the site's root by WhiteNoise: /favicon.ico, which browsers ask for on every page.
 WHITENOISE_ROOT = BASE_DIR / "apps" / "core" / "public"
 
