@@ -18,7 +18,7 @@ ErrorSerializer = inline_serializer(
     },
 )
 
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     400: "Invalid input",
     401: "No or bad credentials",
     403: "Not allowed",
@@ -28,12 +28,13 @@ _DESCRIPTIONS = {
     415: "Unsupported media type",
     422: "Content cannot be used",
     429: "Throttled",
+    503: "A dependency is down; retry later",
 }
 
 
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     """Schema entries for the listed error statuses (401 is always included)."""
     return {
-        status: OpenApiResponse(response=ErrorSerializer, description=_DESCRIPTIONS[status])
+        status: OpenApiResponse(response=ErrorSerializer, description=DESCRIPTIONS[status])
         for status in sorted({401, *statuses})
     }

@@ -376,6 +376,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.core.schema_docs.postprocess",
+        # every 4xx the shared layers answer (auth, throttles, parsing, limits), per operation
+        "apps.core.schema_errors.postprocess",
     ],
 }
 

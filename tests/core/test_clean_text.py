@@ -143,3 +143,9 @@ def test_binary_bodies_are_not_text(api, model):
 def test_the_rule_holds_for_other_users_routes_too(client_for, model):
     stranger = client_for(UserFactory(username="stranger"))
     assert_invalid_text(stranger.get("/api/v1/models/?search=%00"), "query parameter")
+
+
+def test_the_open_inference_protocol_doors_answer_in_their_own_shape(api, model):
+    response = api.get("/v2/models/m%00x/ready")
+    assert response.status_code == 400
+    assert set(response.json()) == {"error"} and "NUL" in response.json()["error"]
