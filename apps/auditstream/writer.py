@@ -11,11 +11,13 @@ nothing twice (the quota counts only rows this transaction inserted).
 """
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections import Counter
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -136,24 +138,42 @@ def _drop_dangling_references(rows: list[dict]) -> None:
 
 
 def _insert(rows: list[dict]) -> set[int]:
-    """One INSERT … ON CONFLICT DO NOTHING RETURNING id, every column of the model: a row is
-    read back with each field's own to_python, and a field it lacks gets the field's default."""
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id per row, every column of the model, sent
+    together (psycopg's executemany pipelines them): a row is read back with each field's own
+    to_python, and a field it lacks gets the field's default.
+
+    One statement of many VALUES rows cost 1 ms of CPU per row here, three quarters of it in
+    psycopg splitting a query text of thousands of placeholders (not cached past 4 kB); one
+    row's statement, bound server-side, is parsed once."""
     fields = Prediction._meta.concrete_fields
-    params = []
-    for row in rows:
-        for field in fields:
-            value = field.to_python(row[field.attname]) if field.attname in row else field.get_default()
-            params.append(field.get_db_prep_save(value, connection))
+    params = [
+        [
+            field.get_db_prep_save(
+                field.to_python(row[field.attname]) if field.attname in row else field.get_default(),
+                connection,
+            )
+            for field in fields
+        ]
+        for row in rows
+    ]
+    connection.ensure_connection()
+    inserted: set[int] = set()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.executemany(_insert_sql(), params, returning=True)
+        while True:
+            inserted.update(found[0] for found in cursor.fetchall())
+            if not cursor.nextset():
+                return inserted
+
+
+@functools.cache
+def _insert_sql() -> str:
     quote = connection.ops.quote_name
+    fields = Prediction._meta.concrete_fields
     columns = ", ".join(quote(f.column) for f in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (
-        f"INSERT INTO {quote(Prediction._meta.db_table)} ({columns}) VALUES "  # noqa: S608 (names from the model)
-        f"{', '.join([one] * len(rows))} ON CONFLICT DO NOTHING RETURNING {quote('id')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {found[0] for found in cursor.fetchall()}
+    values = ", ".join(["%s"] * len(fields))
+    table = quote(Prediction._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {quote('id')}"  # noqa: S608
 
 
 def add_quota_usage(spends: Counter) -> None:
