@@ -228,7 +228,7 @@ class RolloutAbortApi(RegistryApi):
 
 class VersionStatsOutputSerializer(serializers.Serializer):
     version = serializers.IntegerField()
-    route = serializers.ChoiceField(choices=["primary", "canary", "shadow"])
+    route = serializers.CharField(help_text="primary, canary or shadow.")
     requests = serializers.IntegerField()
     failed = serializers.IntegerField()
     error_rate = serializers.FloatField()
