@@ -14,7 +14,6 @@ import logging
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,13 @@ from apps.core.claims import ClaimRule, Lease
 from apps.core.exceptions import ApplicationError, Conflict, InvalidInput, PayloadTooLarge, UnprocessableInput
 from apps.core.heartbeat import Heartbeat
 from apps.inference.runtime import RuntimeConfig, load_model
-from apps.optimization import evaluation, recipes, search
+from apps.optimization import auto_int8, evaluation, recipes
 from apps.optimization.models import EvaluationSet, OptimizationRun
 from apps.registry import services as registry
 from apps.registry.models import MLModel, ModelVersion
 from apps.registry.storage import local_path
 
 logger = logging.getLogger(__name__)
-
-Calibration = Callable[[], Iterator[dict[str, Any]]]
 
 # Runs are leased as batch jobs are (JOB_LEASE_SECONDS, renewed every JOB_HEARTBEAT_SECONDS).
 OPTIMIZATION_CLAIM = ClaimRule(
@@ -300,9 +297,9 @@ def _produce(run: OptimizationRun, source: ModelVersion, source_path: Path) -> M
     with tempfile.TemporaryDirectory(prefix="mlp-optimize-") as work:
         target = Path(work) / "model.onnx"
         _step(run, "optimizing", 10)
-        calibrations = _calibrations(run, source)
+        calibrations = auto_int8.calibrations(run, source)
         if run.recipe == "auto-int8":
-            _auto_int8(run, source, source_path, target, calibrations)
+            auto_int8.produce(run, source, source_path, target, calibrations, limit=_gate_limit(run))
         else:
             method = params.get("calibration_method", "minmax")
             recipes.apply(
@@ -328,69 +325,6 @@ def _produce(run: OptimizationRun, source: ModelVersion, source_path: Path) -> M
     run.result_version = version
     OptimizationRun.objects.filter(pk=run.pk).update(result_version=version)
     return version
-
-
-def _calibrations(run: OptimizationRun, source: ModelVersion) -> Callable[[str], Calibration] | None:
-    """The calibration inputs for a method, a fresh pass over the set each time the tools ask.
-    auto-int8 calibrates on its evaluation set when no calibration set is named."""
-    calibration_set = run.calibration_set
-    if calibration_set is None and run.recipe == "auto-int8":
-        calibration_set = run.evaluation_set
-    if calibration_set is None:
-        return None
-    size = int(run.params.get("calibration_size", settings.OPTIMIZATION_CALIBRATION_SIZE))
-
-    def for_method(method: str) -> Calibration:
-        # Entropy and Percentile keep every input's activations in memory: fewer inputs.
-        limit = size if method == "minmax" else min(size, settings.OPTIMIZATION_HISTOGRAM_CALIBRATION_MAX)
-        return lambda: evaluation.calibration_feeds(
-            evaluation.read_items(local_path(calibration_set.file.name), calibration_set.kind),
-            config=source.preprocessing,
-            signature=source.signature,
-            limit=limit,
-        )
-
-    return for_method
-
-
-def _auto_int8(
-    run: OptimizationRun,
-    source: ModelVersion,
-    source_path: Path,
-    target: Path,
-    calibrations: Callable[[str], Calibration] | None,
-) -> None:
-    """The accuracy-aware search (apps/optimization/search.py), gated on the run's
-    evaluation set by the same rule as the final gate. Its record is kept on the run's
-    report, whether it found a candidate or not."""
-    assert run.evaluation_set is not None and calibrations is not None  # checked at request
-    config = RuntimeConfig(intra_op_threads=settings.ORT_INTRA_OP_THREADS)
-    items = run.evaluation_set
-    prepared = evaluation.prepare(
-        load_model((0, "source"), source_path, config),
-        evaluation.read_items(local_path(items.file.name), items.kind),
-        config=source.preprocessing,
-        signature=source.signature,
-        labels=source.labels,
-    )
-    budget = float(run.params.get("time_budget_seconds", settings.OPTIMIZATION_AUTO_INT8_SECONDS))
-    found: dict[str, Any] = {}
-    try:
-        found = search.auto_int8(
-            source_path,
-            target,
-            prepared=prepared,
-            calibration=calibrations,
-            limit=_gate_limit(run),
-            budget_seconds=budget,
-            config=config,
-        )
-    except search.NoPassingCandidate as exc:
-        found = exc.report
-        raise
-    finally:
-        run.report = {"search": found} if found else {}
-        OptimizationRun.objects.filter(pk=run.pk).update(report=run.report)
 
 
 def _report(

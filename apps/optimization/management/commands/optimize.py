@@ -61,7 +61,12 @@ class Command(BaseCommand):
         run = OptimizationRun.objects.get(pk=run.pk)
         if run.status != OptimizationRun.Status.SUCCEEDED:
             if run.report.get("search"):  # auto-int8 that found nothing: what it tried
-                self.stdout.write(describe_search(run.report["search"]))
+                shown = (
+                    json.dumps(run.report, indent=2)
+                    if options["json"]
+                    else describe_search(run.report["search"])
+                )
+                self.stdout.write(shown)
             raise CommandError(f"{run.error_code}: {run.error_message}")
         if options["json"]:
             self.stdout.write(json.dumps(run.report, indent=2))
