@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 GROUP = "auditwriter"
 INSERT_CHUNK = 500  # rows per INSERT statement
+# The rows go in through psycopg's own cursor (below), whose errors Django does not wrap.
+REFUSED = (IntegrityError, psycopg.IntegrityError)
 
 
 class Writer:
@@ -98,15 +100,17 @@ def insert_rows(rows: list[dict]) -> tuple[set[int], list[dict]]:
     """The ids inserted now (not those stored before), and the rows refused."""
     with connection.cursor() as cursor:  # a refusal surfaces at its statement, not at commit
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    _drop_dangling_references(rows)
-    try:
-        with transaction.atomic():  # a savepoint: on a refusal, go row by row
-            inserted: set[int] = set()
-            for start in range(0, len(rows), INSERT_CHUNK):
-                inserted |= _insert(rows[start : start + INSERT_CHUNK])
-            return inserted, []
-    except IntegrityError:
-        return _insert_one_by_one(rows)
+    for attempt in range(2):
+        try:
+            with transaction.atomic():  # a savepoint, to try again after a refusal
+                inserted: set[int] = set()
+                for start in range(0, len(rows), INSERT_CHUNK):
+                    inserted |= _insert(rows[start : start + INSERT_CHUNK])
+                return inserted, []
+        except REFUSED:
+            if attempt == 0:  # most likely a user, key or version deleted since the request
+                _drop_dangling_references(rows)
+    return _insert_one_by_one(rows)
 
 
 def _insert_one_by_one(rows: list[dict]) -> tuple[set[int], list[dict]]:
@@ -116,7 +120,7 @@ def _insert_one_by_one(rows: list[dict]) -> tuple[set[int], list[dict]]:
         try:
             with transaction.atomic():
                 inserted |= _insert([row])
-        except IntegrityError:
+        except REFUSED:
             logger.exception("Audit row %s refused by the database; kept in the dead stream", row["id"])
             dead.append(row)
     return inserted, dead
@@ -177,16 +181,18 @@ def _insert_sql() -> str:
 
 
 def add_quota_usage(spends: Counter) -> None:
-    """Add each (user, month)'s spend to QuotaUsage: the durable count catches up with Redis."""
-    existing = set(User.objects.filter(pk__in={user for user, _ in spends}).values_list("pk", flat=True))
+    """Add each (user, month)'s spend to QuotaUsage: the durable count catches up with Redis.
+    A user deleted since the request has nothing left to count."""
     table = connection.ops.quote_name(QuotaUsage._meta.db_table)
+    users = connection.ops.quote_name(User._meta.db_table)
     sql = (
-        f"INSERT INTO {table} (user_id, period, used, updated_at) VALUES (%s, %s, %s, %s) "  # noqa: S608
+        f"INSERT INTO {table} (user_id, period, used, updated_at) "  # noqa: S608 (names from the models)
+        f"SELECT %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM {users} WHERE id = %s) "
         f"ON CONFLICT (user_id, period) DO UPDATE SET used = {table}.used + EXCLUDED.used, "
         "updated_at = EXCLUDED.updated_at"
     )
     now = timezone.now()
-    params = [(user, period, amount, now) for (user, period), amount in spends.items() if user in existing]
+    params = [(user, period, amount, now, user) for (user, period), amount in spends.items()]
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)

@@ -5,6 +5,7 @@ the last tests check on any database). The writer's failure modes with real proc
 are in tests/e2e/test_audit_stream_failures.py.
 """
 
+import json
 import uuid
 
 import pytest
@@ -172,3 +173,37 @@ def test_the_usage_page_counts_what_waits_in_the_stream(key_client, tiny_version
     usage = client_for(user).get("/api/v1/me/usage/")
     assert usage.status_code == 200, usage.content
     assert usage.json()["predictions_used"] == 2
+
+
+@needs_services
+def test_a_row_whose_user_was_deleted_meanwhile_lands_without_user_or_spend(
+    key_client, tiny_version, stream, other_user
+):
+    from apps.registry.models import MLModel
+
+    MLModel.objects.filter(pk=tiny_version.model_id).update(visibility=MLModel.Visibility.INTERNAL)
+    client = key_client(owner=other_user)
+    assert predict(client).status_code == 200
+    other_user.delete()  # and their key with them, before the writer copies the row
+    writer(stream).copy_once(block_ms=0)
+    row = Prediction.objects.get()
+    assert (row.user_id, row.api_key_id, row.status) == (None, None, "succeeded")
+    assert not QuotaUsage.objects.exists()
+
+
+@needs_services
+def test_a_row_the_database_refuses_goes_to_the_dead_stream_and_the_rest_land(
+    key_client, tiny_version, stream, user
+):
+    client = key_client()
+    assert predict(client).status_code == 200
+    assert predict(client).status_code == 200
+    _, fields = redis_client().xrange(stream)[0]
+    broken = json.loads(fields[b"rows"])
+    broken[0].update(id=broken[0]["id"] + 10_000, model_name=None)  # NOT NULL: no fix possible
+    redis_client().xadd(stream, {**fields, b"rows": json.dumps(broken)})
+    assert writer(stream).copy_once(block_ms=0) == 3
+    assert Prediction.objects.count() == 2
+    dead = redis_client().xrange(f"{stream}:dead")
+    assert [row["id"] for row in json.loads(dead[0][1][b"rows"])] == [broken[0]["id"]]
+    assert QuotaUsage.objects.get(user=user).used == 2  # the refused row spent nothing
