@@ -22,14 +22,15 @@ class WebhookDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
 class BatchJobAdmin(admin.ModelAdmin):
     """Jobs with their progress and items; cancel and retry as actions."""
 
+    # Status and progress right after the job, so they stay on screen at 1400 px.
     list_display = [
         "id",
-        "created_at",
-        "owner",
-        "model_name",
-        "version_number",
         "status_badge",
         "progress_bar",
+        "model_name",
+        "version_number",
+        "created_at",
+        "owner",
         "attempts",
     ]
     list_filter = ["status", "model_name", "created_at"]

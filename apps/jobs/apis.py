@@ -80,14 +80,19 @@ class JobListCreateApi(APIView):
             "multipart/form-data": inline_serializer(
                 "JobMultipartInput",
                 {
+                    # Only the model is required: the rest as the JSON body's (JobSubmitSerializer).
                     "model": serializers.CharField(),
-                    "version": serializers.IntegerField(),
-                    "alias": serializers.CharField(),
-                    "top_k": serializers.IntegerField(),
-                    "webhook_url": serializers.URLField(),
-                    "inputs": serializers.ListField(child=serializers.FileField()),
+                    "version": serializers.IntegerField(min_value=1, required=False),
+                    "alias": serializers.CharField(required=False, help_text="Default: production."),
+                    "top_k": serializers.IntegerField(min_value=1, required=False),
+                    "webhook_url": serializers.URLField(required=False),
+                    "inputs": serializers.ListField(
+                        child=serializers.FileField(), required=False, help_text="Images, one per item."
+                    ),
                     "archive": serializers.ListField(
-                        child=serializers.FileField(), help_text="zip or tar (.gz, .bz2, .xz) of images"
+                        child=serializers.FileField(),
+                        required=False,
+                        help_text="zip or tar (.gz, .bz2, .xz) of images",
                     ),
                 },
             ),

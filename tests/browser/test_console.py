@@ -134,6 +134,18 @@ def test_a_maintainer_publishes_a_model_and_calls_it_from_the_api_docs(page, bro
     assert "2 / 2" in page.locator(".field-progress_bar").inner_text()
     assert page.locator("input[name=_save]").count() == 0  # read-only: nothing to save
 
+    # The lists' key columns are on screen at 1400 px.
+    for url, columns in [
+        ("/admin/jobs/batchjob/", ["status_badge", "progress_bar", "attempts"]),
+        ("/admin/inference/prediction/", ["status", "error_code", "latency_ms"]),
+    ]:
+        page.goto(url)
+        # The table scrolls inside its box; a column past the box's right edge is off-screen.
+        visible = page.locator("#changelist .results").bounding_box()
+        for column in columns:
+            box = page.locator(f"#result_list th.column-{column}").bounding_box()
+            assert box and box["x"] + box["width"] <= visible["x"] + visible["width"] <= 1400, (url, column)
+
     # An API key, its secret shown once.
     page.goto("/admin/accounts/apikey/add/")
     page.fill("#id_name", "swagger")

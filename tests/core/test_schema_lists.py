@@ -16,7 +16,7 @@ from apps.oauth.models import Application
 from apps.registry import services as registry
 from apps.registry.models import ModelGrant
 from tests.factories import MLModelFactory, UserFactory
-from tests.inference.conftest import TINY_PREPROCESSING, photo, ready_version  # noqa: F401
+from tests.inference.conftest import TINY_PREPROCESSING, photo, ready_version
 from tests.onnx_models import tiny_classifier
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,9 @@ def world(staff_user, client_for, django_capture_on_commit_callbacks) -> dict:
     """Two of everything a list can show, made through the API and services."""
     api = client_for(staff_user)
     model = MLModelFactory(name="tiny", owner=staff_user)
-    version = ready_version(model, tiny_classifier(), labels=["a", "b", "c"], preprocessing=TINY_PREPROCESSING)
+    version = ready_version(
+        model, tiny_classifier(), labels=["a", "b", "c"], preprocessing=TINY_PREPROCESSING
+    )
     ready_version(model, tiny_classifier(seed=1), number=2, alias="staging", preprocessing=TINY_PREPROCESSING)
     registry.alias_set(model=model, name="production", version=version, user=staff_user)
     ModelGrant.objects.create(model=model, user=UserFactory(), role="consumer")
@@ -79,7 +81,9 @@ def world(staff_user, client_for, django_capture_on_commit_callbacks) -> dict:
         job = api.post("/api/v1/jobs/", {"model": "tiny", "inputs": files}, format="multipart")
     assert job.status_code == 202, job.content
     for attempt in (1, 2):
-        WebhookDelivery.objects.create(job_id=job.json()["id"], attempt=attempt, url="https://example.com/hook")
+        WebhookDelivery.objects.create(
+            job_id=job.json()["id"], attempt=attempt, url="https://example.com/hook"
+        )
     application = Application.objects.create(
         name="ci", user=staff_user, client_type="confidential", authorization_grant_type="client-credentials"
     )
@@ -117,7 +121,7 @@ def test_every_list_operation_answers_what_the_schema_documents(schema, world):
 
 
 def test_plain_arrays_stay_arrays(schema):
-    paths = {path: op for path, op in list_operations(schema)}
+    paths = dict(list_operations(schema))
     for path in ("/api/v1/models/{name}/aliases/", "/api/v1/models/{name}/grants/"):
         assert documented_200(schema, paths[path])["type"] == "array"
 
@@ -138,6 +142,11 @@ def test_multipart_predict_needs_only_an_image(schema):
     form = resolve(schema, body["multipart/form-data"]["schema"])
     assert "top_k" not in form.get("required", [])
     assert "default" not in form["properties"]["top_k"]
+
+
+def test_a_multipart_job_needs_only_its_model(schema):
+    body = schema["paths"]["/api/v1/jobs/"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert resolve(schema, body["schema"])["required"] == ["model"]
 
 
 def test_no_integer_bound_past_what_a_browser_holds(schema):
