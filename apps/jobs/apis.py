@@ -33,6 +33,7 @@ from apps.jobs.serializers import (
 
 class JobListCreateApi(APIView):
     """Submit a batch job, or list your jobs."""
+
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
 
     parser_classes = [JSONParser, MultiPartParser]
