@@ -65,10 +65,11 @@ def optimize(env: dict[str, str], model: str, recipe: str, options: list[str]) -
     """The run's report; a failed run's error (and, for auto-int8, its search) under `failed`."""
     code, out, err = manage(env, "optimize", "--model", model, "--number", "1", "--recipe", recipe,
                             *options, "--json")  # fmt: skip
+    report = json.loads(out[out.index("{") :]) if "{" in out else {}
     if code == 0:
-        return json.loads(out)
+        return report
     reason = err.strip().splitlines()[-1] if err.strip() else "no reason given"
-    return {**(json.loads(out) if out.strip().startswith("{") else {}), "failed": reason}
+    return {**report, "failed": reason}
 
 
 def setup(env: dict[str, str]) -> None:

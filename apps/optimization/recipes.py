@@ -11,6 +11,8 @@ tools (no quantizer of our own). No ORM imports: the worker calls these with pat
   level: fusions that stay portable; `all` would add layout changes tied to this CPU).
 """
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -129,6 +131,20 @@ def quantize_qdq(
     quantizes the same model many ways (other nodes left in float) without calibrating again."""
     if method not in CALIBRATION_METHODS:
         raise RecipeError(f"Unknown calibration method '{method}'.", code="invalid_recipe")
+    # ONNX Runtime's calibrators print their progress; keep it out of a command's --json output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        _quantize_static(model, target, calibration, method, per_channel, exclude, cache)
+
+
+def _quantize_static(
+    model: Path,
+    target: Path,
+    calibration: Callable[[], Iterator[dict[str, np.ndarray]]] | None,
+    method: str,
+    per_channel: bool,
+    exclude: list[str] | None,
+    cache: Path | None,
+) -> None:
     quantize_static(
         str(model),
         str(target),

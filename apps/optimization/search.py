@@ -87,8 +87,25 @@ class Search:
     limit: float
     config: RuntimeConfig
     trials: list[Trial] = field(default_factory=list)
+    fallback: Path | None = None  # the original model, if the quantizer refuses the pre-processed one
 
     def quantize(self, method: str, excluded: list[str], name: str) -> Path:
+        try:
+            return self._quantize(method, excluded, name)
+        except Exception as exc:
+            if self.fallback is None:
+                raise
+            # As static-int8 does: the pre-processing's rewrites can confuse the quantizer
+            # (scikit-learn's ai.onnx.ml operators, say); go on with the original.
+            logger.warning(
+                "auto-int8: quantizing the pre-processed model failed (%s); using the original", exc
+            )
+            self.model, self.fallback = self.fallback, None
+            for cache in self.work.glob("ranges-*.json"):
+                cache.unlink()
+            return self._quantize(method, excluded, name)
+
+    def _quantize(self, method: str, excluded: list[str], name: str) -> Path:
         target = self.work / f"{name}.onnx"
         # One calibration per method, then read back from its cache by every later call.
         cache = self.work / f"ranges-{method}.json"
@@ -221,7 +238,10 @@ def auto_int8(
     with tempfile.TemporaryDirectory(prefix="mlp-auto-int8-") as work:
         search = Search(source, source, Path(work), prepared, calibration, limit, config)
         if not deadline.over():
+            search.fallback = named_nodes(source, Path(work) / "original.onnx")
             search.model = named_nodes(recipes.preprocessed(source, Path(work)), Path(work) / "named.onnx")
+            if search.model == search.fallback:
+                search.fallback = None
         report: dict[str, Any] = {"time_box_seconds": budget_seconds, "max_top1_drop": limit}
         stopped = _run(search, deadline, methods, report)
         report.update(
@@ -232,9 +252,17 @@ def auto_int8(
         chosen = _choose(search.trials)
         if chosen is None:
             reason = "its time box ended" if stopped else "every step was tried"
+            refused = sum("error" in trial.result for trial in search.trials)
             raise NoPassingCandidate(
                 f"auto-int8 found no candidate that passes the gate ({limit} points): {reason} after"
-                f" {report['seconds']} s of {budget_seconds} s, {len(search.trials)} candidates measured.",
+                f" {report['seconds']} s of {budget_seconds} s; {len(search.trials) - refused} candidates"
+                f" measured, {refused} refused by the quantizer"
+                + (
+                    f" ({next(t.result['error'] for t in search.trials if 'error' in t.result)})"
+                    if refused
+                    else ""
+                )
+                + ".",
                 report,
             )
         report["chosen"] = chosen.name
