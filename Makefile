@@ -12,7 +12,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PIP_LOCKED := $(PY) -m pip install --quiet --require-hashes
 
-.PHONY: run test lint format install install-dev lock lock-check migrate demo clean
+.PHONY: run test lint format install install-dev lock lock-check migrate demo clean fuzz
 
 $(RUN_STAMP): requirements.lock client/pyproject.toml | lock-check
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ test: lint
 	@# pytest exits 5 when it collected nothing: a broken suite, never a pass.
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# schemathesis over the whole API (schemathesis.toml) against a live gunicorn, once with an API
+# key and once with a JWT; needs DATABASE_URL (PostgreSQL) and REDIS_URL. `make test` runs it too.
+fuzz: install-dev
+	$(PY) -m pytest -q tests/fuzz
 
 clean:
 	rm -rf var

@@ -171,7 +171,7 @@ class UsageOutputSerializer(serializers.Serializer):
 
 class MeOutputSerializer(serializers.Serializer):
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.CharField(help_text="The account's e-mail address; empty if none was given.")
     is_staff = serializers.BooleanField()
     roles = serializers.ListField(child=serializers.CharField())
     authenticated_with = serializers.CharField()

@@ -143,7 +143,10 @@ def handler403(request: Any, exception: Exception | None = None) -> JsonResponse
 
 
 def handler404(request: Any, exception: Exception | None = None) -> JsonResponse:
-    return json_error("not_found", f"No resource at {request.path}.", 404)
+    message = f"No resource at {request.path}."
+    if request.path.startswith("/v2/"):  # the Open Inference Protocol's error shape
+        return JsonResponse({"error": message}, status=404)
+    return json_error("not_found", message, 404)
 
 
 def handler500(request: Any) -> JsonResponse:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rest_framework import pagination
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -10,9 +11,28 @@ if TYPE_CHECKING:  # DRF's views import this module through its settings
     from rest_framework.views import APIView
 
 
+def whole_number(request: Request, name: str) -> None:
+    """400 for a paging parameter that is not one whole number (`?offset=x`, `?offset=1&offset=2`):
+    DRF quietly used its default, so a client's mistake went unnoticed."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return
+    try:
+        if len(values) > 1:
+            raise ValueError
+        int(values[0])
+    except ValueError:
+        raise ValidationError({name: ["A single whole number."]}) from None
+
+
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
     default_limit = 50
     max_limit = 500
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: APIView | None = None) -> Any:
+        whole_number(request, self.limit_query_param)
+        whole_number(request, self.offset_query_param)
+        return super().paginate_queryset(queryset, request, view)
 
 
 class CursorPagination(pagination.CursorPagination):
@@ -21,6 +41,11 @@ class CursorPagination(pagination.CursorPagination):
     DRF checks a cursor's encoding, not its position: `p=xyz` for an integer ordering
     reached the database and failed there (a 500). Positions here are integers (ids, indexes).
     """
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: APIView | None = None) -> Any:
+        if self.page_size_query_param:
+            whole_number(request, self.page_size_query_param)
+        return super().paginate_queryset(queryset, request, view)
 
     def decode_cursor(self, request: Request) -> pagination.Cursor | None:
         cursor = super().decode_cursor(request)

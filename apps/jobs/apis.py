@@ -245,6 +245,7 @@ class JobWebhookDeliveriesApi(APIView):
 
 class WebhookSecretApi(APIView):
     required_scope = ApiKey.Scope.JOBS
+    parser_classes = [JSONParser]  # a JSON object, as documented (a form body was read as `{}`)
 
     class WebhookSecretOutputSerializer(serializers.ModelSerializer):
         legacy_secret = serializers.SerializerMethodField(

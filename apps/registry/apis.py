@@ -253,7 +253,11 @@ class VersionListCreateApi(RegistryApi):
     )
     def get(self, request: Request, name: str) -> Response:
         model = visible_model(request, name)
-        versions = selectors.version_list(model=model, status=request.query_params.get("status"))
+        status_filter = request.query_params.get("status")
+        if status_filter and status_filter not in ModelVersion.Status.values:  # the documented enum
+            choices = ", ".join(ModelVersion.Status.values)
+            raise serializers.ValidationError({"status": [f"One of {choices}."]})
+        versions = selectors.version_list(model=model, status=status_filter)
         return paginated_response(request, self, versions, VersionOutputSerializer)
 
     @extend_schema(
