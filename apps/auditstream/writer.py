@@ -17,19 +17,23 @@ import logging
 from collections import Counter
 from typing import Any
 
-import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import QuotaUsage, User
 from apps.inference.models import Prediction
 
+try:  # the `postgres` group (requirements-postgres.txt): the writer only runs on PostgreSQL
+    import psycopg
+except ImportError:  # the embedded SQLite default: `manage.py auditwriter` has nothing to copy
+    psycopg = None
+
 logger = logging.getLogger(__name__)
 
 GROUP = "auditwriter"
 INSERT_CHUNK = 500  # rows per INSERT statement
 # The rows go in through psycopg's own cursor (below), whose errors Django does not wrap.
-REFUSED = (IntegrityError, psycopg.IntegrityError)
+REFUSED = (IntegrityError, psycopg.IntegrityError) if psycopg else (IntegrityError,)
 
 
 class Writer:
