@@ -167,3 +167,17 @@ def test_the_child_gets_an_empty_environment(tmp_path, monkeypatch):
     environment = sandbox.child_environment(tmp_path)
     assert "DATABASE_URL" not in environment and "SECRET_KEY" not in environment
     assert environment["HOME"] == environment["TMPDIR"] == str(tmp_path)
+
+
+def test_required_network_isolation_that_the_kernel_refuses_fails_the_version(
+    convert, tmp_path, settings, monkeypatch
+):
+    settings.CONVERSION_NETWORK_ISOLATION = "required"
+    monkeypatch.setattr(sandbox, "network_isolation_available", lambda: False)
+    version = convert(
+        intake_models.torchscript_file(tmp_path),
+        "cnn.pt",
+        input_signature=json.dumps([{"name": "input", "dtype": "float32", "shape": [-1, 1, 8, 8]}]),
+    )
+    assert_failed(version, "sandbox_unavailable", "unshare --net")
+    assert version.converted_from["sandbox"]["network_isolated"] is False
