@@ -8,10 +8,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 # From the hashed locks (`make lock`, ADR 0029): every package at the locked version, and pip
 # refuses any file whose hash differs, so two builds install the same bytes.
-COPY requirements-deploy.lock requirements-converters.lock /tmp/
-# The platform and the PostgreSQL client. Every pin has a manylinux wheel (psycopg-binary,
-# onnxruntime, numpy, pillow): no compiler needed.
-RUN /opt/venv/bin/pip install --require-hashes -r /tmp/requirements-deploy.lock
+COPY requirements.lock requirements-converters.lock /tmp/
+# Every pin has a manylinux wheel (psycopg-binary, onnxruntime, numpy, pillow): no compiler needed.
+RUN /opt/venv/bin/pip install --require-hashes -r /tmp/requirements.lock
 # The conversion worker's image (docker-compose.yml worker-conversion, docs/conversion.md) adds
 # the converter extras: TensorFlow, tf2onnx, torch (CPU). `--build-arg WITH_CONVERTERS=true`.
 # The lock pins torch to its +cpu build with that wheel's hash; PyTorch's CPU index serves it.

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # `make lock`: the hashed lock files, from the requirements files (docs/decisions/0029).
 #
-#   input (edited by hand, exact top-level pins)      lock (generated: every package, with hashes)
-#   requirements.txt            the platform          requirements.lock             make run
-#   + requirements-postgres.txt the PostgreSQL client requirements-deploy.lock      the Docker image
-#   + requirements-extras.txt   the converters        requirements-converters.lock  the conversion image
-#   requirements-dev.txt        all + tests, tools    requirements-dev.lock         make test, CI
+#   input (edited by hand, exact top-level pins)    lock (generated: every package, with hashes)
+#   requirements.txt           the platform         requirements.lock             make run, the image
+#   + requirements-extras.txt  the converters group requirements-converters.lock  the conversion image
+#   requirements-dev.txt       all + tests, tools   requirements-dev.lock         make test, CI
 #
 # Everything is resolved once, together (the dev set); each smaller lock is then resolved within
 # those versions, so a package has one version in every lock. torch comes from the CPU wheel in
@@ -17,8 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-INPUTS=(requirements.txt requirements-postgres.txt requirements-extras.txt requirements-dev.txt)
-LOCKS=(requirements.lock requirements-deploy.lock requirements-converters.lock requirements-dev.lock)
+INPUTS=(requirements.txt requirements-extras.txt requirements-dev.txt)
+LOCKS=(requirements.lock requirements-converters.lock requirements-dev.lock)
 digest() { cat "${INPUTS[@]}" | sha256sum | cut -d' ' -f1; }
 STAMP="# inputs-sha256: $(digest)"
 
@@ -63,7 +62,6 @@ compile requirements-dev.lock requirements-dev.txt --find-links "$FIND_LINKS" --
 # The versions the dev set resolved to, as constraints for the smaller locks.
 grep -E '^[A-Za-z0-9]' requirements-dev.lock | grep '==' | sed 's/ .*//' >"$scratch/constraints.txt"
 compile requirements.lock requirements.txt -c "$scratch/constraints.txt"
-compile requirements-deploy.lock requirements.txt requirements-postgres.txt -c "$scratch/constraints.txt"
-compile requirements-converters.lock requirements.txt requirements-postgres.txt requirements-extras.txt \
+compile requirements-converters.lock requirements.txt requirements-extras.txt \
     -c "$scratch/constraints.txt" --find-links "$FIND_LINKS" --emit-find-links
 echo "Locked: ${LOCKS[*]}"

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import exceptions as drf_exceptions
@@ -27,11 +28,6 @@ from apps.core.exception_handler import describe_error
 from apps.inference.models import Prediction
 from apps.inference.pipeline import Outcome
 from apps.registry.models import ModelVersion
-
-try:  # the `postgres` group (requirements-postgres.txt): only the PostgreSQL path below uses it
-    import psycopg
-except ImportError:  # the embedded SQLite default (`make run`) runs without the PostgreSQL client
-    psycopg = None
 
 
 @dataclass(frozen=True)
