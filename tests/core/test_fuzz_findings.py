@@ -55,3 +55,15 @@ def test_the_webhook_secret_takes_json_only(api):
         "/api/v1/me/webhook-secret/", b"True--x--\r\n", content_type="multipart/form-data; boundary=x"
     )
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, ["m"], {"a": 1}])
+def test_a_json_number_or_other_non_text_for_a_text_field_is_400(api, value):
+    response = api.post("/api/v1/models/", {"name": value}, format="json")
+    assert response.status_code == 400, response.content
+    assert "name" in response.json()["error"]["details"]
+
+
+def test_text_fields_still_take_text_and_form_values(api):
+    assert api.post("/api/v1/models/", {"name": "m0"}, format="json").status_code == 201
+    assert api.post("/api/v1/models/", {"name": "m1"}, format="multipart").status_code == 201
