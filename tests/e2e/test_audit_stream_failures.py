@@ -117,10 +117,8 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
     except OSError:
         pass
     for sock in (source, sink):
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 @pytest.fixture(scope="module")
