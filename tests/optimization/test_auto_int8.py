@@ -14,6 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from apps.inference.runtime import RuntimeConfig, load_model
 from apps.optimization import evaluation, search
 from apps.registry.models import ModelVersion
+from tests.factories import MLModelFactory
+from tests.inference.conftest import ready_version
 from tests.optimization.test_optimize import labelled_zip, optimize, run, upload_set
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "efficientnet_lite0"
@@ -167,3 +169,21 @@ def test_the_demo_evaluation_set_has_200_inputs_and_states_its_distinct_photos()
     # The repository stays lean: small JPEGs, a few MB in all.
     assert largest < 64_000 and (DEMO / "eval-set.zip").stat().st_size < 4_000_000
     assert json.loads((DEMO / "preprocessing.json").read_text())["crop"] == 224
+
+
+@pytest.mark.django_db
+def test_a_model_whose_pre_processed_graph_the_quantizer_refuses_is_searched_as_it_is(api, user):
+    """The digits demo (scikit-learn's ai.onnx.ml operators): quant_pre_process's output
+    trips the quantizer, so the search goes on with the original model, as static-int8 does."""
+    digits = DEMO.parent / "digits"
+    model = MLModelFactory(name="digits", owner=user, task="tensor")
+    labels = (digits / "labels.txt").read_text().split()
+    ready_version(
+        model, (digits / "model.onnx").read_bytes(), labels=labels, preprocessing={"non_finite": "reject"}
+    )
+    lines = (digits / "test.jsonl").read_bytes().splitlines()[:120]
+    assert upload_set(api, b"\n".join(lines), filename="set.jsonl", model="digits").status_code == 201
+    done = run(api, optimize(api, {"recipe": "auto-int8", "evaluation_set": "eval"}, model="digits"))
+    assert done["status"] == "succeeded", done["error"]
+    assert done["report"]["search"]["chosen"] == "minmax"
+    assert "error" not in done["report"]["search"]["trials"][0]
