@@ -14,7 +14,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -26,7 +25,7 @@ from apps.inference.pipeline import Run
 from apps.registry.storage import model_store
 from apps.rollouts import metrics, pairing
 from apps.rollouts.models import SHADOW, Rollout
-from apps.rollouts.shadowing import STORAGE_FOLDER, dropped
+from apps.rollouts.shadowing import STORAGE_FOLDER, dropped, load
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +55,8 @@ def shadow_run(message: dict[str, Any]) -> int:
 
 def _run(rollout: Rollout, requests: list[dict[str, Any]], name: str) -> int:
     try:
-        with model_store.open(name, "rb") as stored, np.load(stored, allow_pickle=False) as arrays:
-            inputs = _inputs(requests, arrays)
+        with model_store.open(name, "rb") as stored:
+            inputs = _inputs(requests, load(stored.read()))
     except (OSError, ValueError, KeyError):
         logger.warning("Shadow inputs %s could not be read; the batch is dropped", name, exc_info=True)
         dropped(rollout.pk, rollout.shadow, _input_count(requests), "ended")
@@ -77,16 +76,15 @@ def _run(rollout: Rollout, requests: list[dict[str, Any]], name: str) -> int:
     return written
 
 
-def _inputs(requests: list[dict[str, Any]], arrays: Any) -> list[Input]:
+def _inputs(requests: list[dict[str, Any]], parts: dict[str, Any]) -> list[Input]:
     inputs = []
     for i, request in enumerate(requests):
         for j, given in enumerate(request["inputs"]):
             if given["kind"] == IMAGE:
-                data = arrays[f"{i}.{j}"].tobytes()
-                inputs.append(Input(data=data, content_type=given.get("content_type", "")))
+                inputs.append(Input(data=parts[f"{i}.{j}"], content_type=given.get("content_type", "")))
                 continue
-            names = [str(n) for n in arrays[f"{i}.{j}.names"]]
-            tensors = {tensor: arrays[f"{i}.{j}.{n}"] for n, tensor in enumerate(names)}
+            prefix = f"{i}.{j}."
+            tensors = {key[len(prefix) :]: part for key, part in parts.items() if key.startswith(prefix)}
             inputs.append(Input(kind=TENSORS, tensors=tensors))
     return inputs
 

@@ -208,10 +208,10 @@ def test_the_retention_sweep_deletes_only_old_orphans(settings):
 
     now = timezone.now()
     old = model_store.save(
-        f"shadows/{(now - datetime.timedelta(hours=25)):%Y%m%d%H%M%S}-a.npz", ContentFile(b"x")
+        f"shadows/{(now - datetime.timedelta(hours=25)):%Y%m%d%H%M%S}-a.bin", ContentFile(b"x")
     )
     new = model_store.save(
-        f"shadows/{(now - datetime.timedelta(hours=1)):%Y%m%d%H%M%S}-b.npz", ContentFile(b"x")
+        f"shadows/{(now - datetime.timedelta(hours=1)):%Y%m%d%H%M%S}-b.bin", ContentFile(b"x")
     )
     try:
         assert shadow_inputs_sweep(now) == 1
@@ -294,3 +294,19 @@ def test_the_admin_shows_the_shadow_and_its_agreement(client, staff_user, api, r
         reverse("admin:rollouts_rollout_changelist") + f"?model__id__exact={reversed_version.model_id}"
     )
     assert changelist.status_code == 200
+
+
+def test_a_stored_batch_that_cannot_be_read_is_dropped_and_counted(api, candidate):
+    from django.core.files.base import ContentFile
+
+    rollout = Rollout.objects.get(pk=start_shadow(api).json()["id"])
+    name = model_store.save("shadows/20261206000000-broken.bin", ContentFile(shadowing.MAGIC + b"\x00" * 3))
+    message = {
+        "rollout": rollout.pk,
+        "version": candidate.pk,
+        "input_name": name,
+        "requests": [{"request_id": "r-3", "top_k": 3, "inputs": [{"kind": "image"}]}],
+    }
+    assert shadow_run(message) == 0
+    rollout.refresh_from_db()
+    assert rollout.shadow_dropped == 1 and not model_store.exists(name)
