@@ -251,24 +251,22 @@ def auto_int8(
         )
         chosen = _choose(search.trials)
         if chosen is None:
-            reason = "its time box ended" if stopped else "every step was tried"
-            refused = sum("error" in trial.result for trial in search.trials)
-            raise NoPassingCandidate(
-                f"auto-int8 found no candidate that passes the gate ({limit} points): {reason} after"
-                f" {report['seconds']} s of {budget_seconds} s; {len(search.trials) - refused} candidates"
-                f" measured, {refused} refused by the quantizer"
-                + (
-                    f" ({next(t.result['error'] for t in search.trials if 'error' in t.result)})"
-                    if refused
-                    else ""
-                )
-                + ".",
-                report,
-            )
+            raise NoPassingCandidate(_nothing_passed(search.trials, stopped, report), report)
         report["chosen"] = chosen.name
         assert chosen.path is not None
         shutil.copyfile(chosen.path, target)
     return report
+
+
+def _nothing_passed(trials: list[Trial], stopped: bool, report: dict[str, Any]) -> str:
+    reason = "its time box ended" if stopped else "every step was tried"
+    refused = [trial.result["error"] for trial in trials if "error" in trial.result]
+    return (
+        f"auto-int8 found no candidate that passes the gate ({report['max_top1_drop']} points): {reason}"
+        f" after {report['seconds']} s of {report['time_box_seconds']} s; {len(trials) - len(refused)}"
+        f" candidates measured, {len(refused)} refused by the quantizer"
+        + (f" ({refused[0]})." if refused else ".")
+    )
 
 
 def _run(search: Search, deadline: Deadline, methods: tuple[str, ...], report: dict[str, Any]) -> bool:
