@@ -35,7 +35,7 @@ trap cleanup INT TERM EXIT
 # One metrics folder for the web, gRPC and worker processes: /metrics shows them all.
 PROMETHEUS_MULTIPROC_DIR="$(mktemp -d -t mlp-metrics-XXXXXX)"
 export PROMETHEUS_MULTIPROC_DIR
-.venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,jobs,default,shadow --concurrency=1 &
+.venv/bin/celery -A mlplatform worker --beat --loglevel=INFO --queues=validation,jobs,default,conversion,shadow --concurrency=1 &
 WORKER_PID=$!
 GROUPS_STARTED+=("$WORKER_PID")
 # The same application server as production (gunicorn.conf.py), bound to this machine only.
