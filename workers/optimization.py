@@ -7,7 +7,9 @@ from workers.profiles import task
 @task("model_check")
 def optimize_version(run_id: str) -> str:
     """Apply a recipe to a version and register the result as a new version. Idempotent:
-    a run already claimed or finished is left alone; attempts are capped."""
+    a run already claimed or finished is left alone; attempts are capped. auto-int8's
+    search stops at its own time box (OPTIMIZATION_AUTO_INT8_SECONDS), inside this task's
+    soft time limit."""
     return optimization_run(run_id=run_id)
 
 
