@@ -90,6 +90,8 @@ class Sender:
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, int], tuple[ModelVersion, list[Mirrored]]] = {}
         self._count = 0
+        # Inputs refused for a full buffer, counted by the thread: no query on the request path.
+        self._refused: dict[tuple[int, int], tuple[ModelVersion, int]] = {}
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -100,17 +102,15 @@ class Sender:
             return
         if os.getpid() != self._pid:  # a forked child: the parent's thread is not ours
             self._reset()
+        key = (rollout_id, shadow.pk)
         with self._lock:
             if self._count >= settings.SHADOW_BUFFER_MAX_REQUESTS:
-                full = True
+                self._refused[key] = (shadow, self._refused.get(key, (shadow, 0))[1] + len(item.inputs))
             else:
-                full = False
-                self._pending.setdefault((rollout_id, shadow.pk), (shadow, []))[1].append(item)
+                self._pending.setdefault(key, (shadow, []))[1].append(item)
                 self._count += 1
-                if self._thread is None:
-                    self._start()
-        if full:
-            dropped(rollout_id, shadow, len(item.inputs), "buffer")
+            if self._thread is None:
+                self._start()
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="shadow-sender", daemon=True)
@@ -140,6 +140,9 @@ class Sender:
         """Send everything pending now: one stored file and one message per batch."""
         with self._lock:
             taken, self._pending, self._count = self._pending, {}, 0
+            refused, self._refused = self._refused, {}
+        for (rollout_id, _), (shadow, count) in refused.items():
+            dropped(rollout_id, shadow, count, "buffer")
         for (rollout_id, _), (shadow, items) in taken.items():
             size = settings.SHADOW_BATCH_MAX
             for start in range(0, len(items), size):

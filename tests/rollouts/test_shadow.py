@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from PIL import Image
 
 from apps.accounts.models import QuotaUsage
+from apps.core import tasks
 from apps.inference.models import Prediction
 from apps.registry.models import ModelGrant
 from apps.registry.storage import model_store
@@ -182,7 +183,8 @@ def test_the_shadow_queue_past_its_bound_drops_and_counts(api, candidate, settin
     settings.SHADOW_QUEUE_MAX_BACKLOG = 2
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     queue = "shadow-test-backlog"
-    settings.SHADOW_QUEUE = queue
+    tasks.registered(tasks.RUN_SHADOW)  # its profile read the real queue's name first
+    settings.SHADOW_QUEUE = queue  # the length the drop rule reads
     broker.delete(queue)
     rollout = Rollout.objects.get(pk=start_shadow(api).json()["id"])
     dropped_before = metrics.SHADOW_DROPPED.labels("tiny", "2", "backlog")._value.get()
@@ -310,3 +312,18 @@ def test_a_stored_batch_that_cannot_be_read_is_dropped_and_counted(api, candidat
     assert shadow_run(message) == 0
     rollout.refresh_from_db()
     assert rollout.shadow_dropped == 1 and not model_store.exists(name)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_buffer_refuses_and_the_thread_counts_it(api, candidate, settings, monkeypatch):
+    settings.SHADOW_BATCH_SECONDS, settings.SHADOW_BUFFER_MAX_REQUESTS = 60, 1
+    monkeypatch.setattr(shadowing, "sender", shadowing.Sender())
+    rollout = Rollout.objects.get(pk=start_shadow(api).json()["id"])
+    for _ in range(3):
+        assert api.post("/api/v1/models/tiny/predict", BODY, format="json").status_code == 200
+    rollout.refresh_from_db()
+    assert rollout.shadow_dropped == 0  # counted by the sender's thread, not by the request
+    shadowing.sender.close()
+    rollout.refresh_from_db()
+    assert rollout.shadow_dropped == 2
+    assert Prediction.objects.filter(source="shadow").count() == 1
