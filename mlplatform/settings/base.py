@@ -422,8 +422,8 @@ ROLLOUT_STATS_MAX_ROWS = env.int("ROLLOUT_STATS_MAX_ROWS", default=10_000)
 # pending shadow requests every SHADOW_BATCH_SECONDS as one file and one message of at most
 # SHADOW_BATCH_MAX requests (0 seconds: at once, in the request's thread, as the tests do).
 SHADOW_QUEUE = "shadow"
-SHADOW_BATCH_SECONDS = env.float("SHADOW_BATCH_SECONDS", default=0.25)
-SHADOW_BATCH_MAX = env.int("SHADOW_BATCH_MAX", default=32)
+SHADOW_BATCH_SECONDS = env.float("SHADOW_BATCH_SECONDS", default=1.0)
+SHADOW_BATCH_MAX = env.int("SHADOW_BATCH_MAX", default=64)
 # Drop rule: a batch finding this many messages waiting in the shadow queue is dropped (and
 # counted), so the backlog stays bounded; so is a request finding its process's buffer full.
 SHADOW_QUEUE_MAX_BACKLOG = env.int("SHADOW_QUEUE_MAX_BACKLOG", default=50)
