@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
+from apps.core.http import query_data
 from apps.core.pagination import CursorPagination
 from apps.core.schema import error_responses
 from apps.inference import selectors
@@ -83,7 +84,7 @@ class PredictionListApi(APIView):
         responses={200: PredictionOutputSerializer(many=True), **error_responses(400)},
     )
     def get(self, request: Request) -> Response:
-        filters = self.PredictionFilterSerializer(data=request.query_params)
+        filters = self.PredictionFilterSerializer(data=query_data(request))
         filters.is_valid(raise_exception=True)
         predictions = selectors.prediction_list(
             user=request.user, filters=filters.validated_data, api_key=request_api_key(request)

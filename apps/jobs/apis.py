@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
+from apps.core.http import query_data
 from apps.core.middleware import log_context
 from apps.core.pagination import CursorPagination, LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
@@ -55,7 +56,7 @@ class JobListCreateApi(APIView):
         responses={200: JobOutputSerializer(many=True), **error_responses(400)},
     )
     def get(self, request: Request) -> Response:
-        filters = self.JobFilterSerializer(data=request.query_params)
+        filters = self.JobFilterSerializer(data=query_data(request))
         filters.is_valid(raise_exception=True)
         jobs = selectors.job_list(
             user=request.user, filters=filters.validated_data, api_key=request_api_key(request)
@@ -176,7 +177,7 @@ class JobResultsApi(APIView):
     def get(self, request: Request, job_id: str) -> Any:
         """Finished items in input order (cursor-paginated), or all of them streamed."""
         job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
-        params = self.ResultFilterSerializer(data=request.query_params)
+        params = self.ResultFilterSerializer(data=query_data(request))
         params.is_valid(raise_exception=True)
         items = selectors.job_results(job=job, status=params.validated_data.get("status"))
         download = params.validated_data.get("download")

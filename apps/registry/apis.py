@@ -254,7 +254,8 @@ class VersionListCreateApi(RegistryApi):
     def get(self, request: Request, name: str) -> Response:
         model = visible_model(request, name)
         status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in ModelVersion.Status.values:  # the documented enum
+        # the documented enum; an empty value too is not one of it
+        if status_filter is not None and status_filter not in ModelVersion.Status.values:
             choices = ", ".join(ModelVersion.Status.values)
             raise serializers.ValidationError({"status": [f"One of {choices}."]})
         versions = selectors.version_list(model=model, status=status_filter)

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.exceptions import InvalidInput
+from apps.core.http import query_data
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.registry import selectors as registry_selectors
@@ -283,7 +284,7 @@ class RolloutComparisonApi(RegistryApi):
     def get(self, request: Request, name: str, rollout_id: int) -> Response:
         model = visible_model(request, name)
         rollout = selectors.rollout_get(model=model, rollout_id=rollout_id)
-        window = self.WindowSerializer(data=request.query_params)
+        window = self.WindowSerializer(data=query_data(request))
         window.is_valid(raise_exception=True)
         bounds = {k: window.validated_data.get(k) for k in ("since", "until")}
         versions = selectors.comparison(rollout, **bounds)

@@ -67,3 +67,24 @@ def test_a_json_number_or_other_non_text_for_a_text_field_is_400(api, value):
 def test_text_fields_still_take_text_and_form_values(api):
     assert api.post("/api/v1/models/", {"name": "m0"}, format="json").status_code == 201
     assert api.post("/api/v1/models/", {"name": "m1"}, format="multipart").status_code == 201
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/jobs/?until=",
+        "/api/v1/jobs/?status=",
+        "/api/v1/predictions/?since=",
+        "/api/v1/predictions/?status=",
+        "/api/v1/jobs/?status=running&status=failed",
+    ],
+)
+def test_an_empty_or_repeated_filter_is_400_not_ignored(api, url):
+    response = api.get(url)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_an_empty_version_status_is_400(api, user):
+    MLModelFactory(name="m", owner=user)
+    assert api.get("/api/v1/models/m/versions/?status=").status_code == 400
