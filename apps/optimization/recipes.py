@@ -55,8 +55,18 @@ class RecipeError(Exception):
 
 
 class _Feeds(CalibrationDataReader):
+    """The calibration inputs, in a list so that the quantizer can read them a slice at a
+    time (`set_range`, for MinMax one item per slice: see quantize_qdq)."""
+
     def __init__(self, feeds: Iterator[dict[str, np.ndarray]]) -> None:
-        self._feeds = feeds
+        self._all = list(feeds)
+        self._feeds = iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._feeds = iter(self._all[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
@@ -155,10 +165,17 @@ def _quantize_static(
         weight_type=QuantType.QInt8,
         nodes_to_exclude=exclude or None,
         calibrate_method=CALIBRATION_METHODS[method],
-        # MinMax keeps a running min/max instead of every input's activations in memory.
-        extra_options={**_EXTRA, "CalibTensorRangeSymmetric": False, "CalibMaxIntermediateOutputs": 16},
+        # MinMax reads one input at a time and merges its ranges into the running min/max,
+        # instead of keeping every input's activations in memory. (ONNX Runtime 1.32's
+        # CalibMaxIntermediateOutputs, used before, drops each full batch of outputs
+        # without merging it: only the last len % 16 inputs were calibrated on.)
+        extra_options={**_EXTRA, "CalibTensorRangeSymmetric": False, **_strided(method)},
         calibration_cache_path=cache,
     )
+
+
+def _strided(method: str) -> dict[str, int]:
+    return {"CalibStridedMinMax": 1} if method == "minmax" else {}
 
 
 def fp16(source: Path, target: Path) -> None:

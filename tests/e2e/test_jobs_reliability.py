@@ -662,12 +662,14 @@ def test_a_version_is_quantized_on_a_worker_and_gated_on_accuracy(jobs_stack: di
             timeout=60,
         )
     assert created.status_code == 201, created.text
-    assert created.json()["summary"]["items"] == 25
+    items = created.json()["summary"]["items"]
+    assert items >= 200  # the demo set: 214 views of 6 photos (demo/efficientnet_lite0/eval-set.md)
     response = http.post(
         f"{url}/api/v1/models/effnet/versions/1/optimize",
         json={
             "recipe": "static-int8",
             "calibration_set": "photos",
+            "calibration_size": 32,  # enough to calibrate; keeps the run short
             "evaluation_set": "photos",
             "max_top1_drop": 50,
         },
@@ -687,7 +689,7 @@ def test_a_version_is_quantized_on_a_worker_and_gated_on_accuracy(jobs_stack: di
     assert run["status"] == "succeeded", run["error"]
     report = run["report"]
     assert 0.2 < report["size_ratio"] < 0.35  # int8 weights: about a quarter of fp32
-    assert report["accuracy"]["items"] == 25 and report["gate"]["passed"] is True
+    assert report["accuracy"]["items"] == items and report["gate"]["passed"] is True
     version = http.get(f"{url}/api/v1/models/effnet/versions/{run['result_version']}/", timeout=10).json()
     assert (version["status"], version["derived_from"]) == ("ready", 1)
     predicted = http.post(

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from onnx import TensorProto, helper, numpy_helper
 
 from apps.inference.runtime import RuntimeConfig, load_model
-from apps.optimization import evaluation, search
+from apps.optimization import evaluation, recipes, search
 from apps.registry.models import ModelVersion
 from tests.factories import MLModelFactory
 from tests.inference.conftest import ready_version
@@ -187,3 +187,16 @@ def test_a_model_whose_pre_processed_graph_the_quantizer_refuses_is_searched_as_
     assert done["status"] == "succeeded", done["error"]
     assert done["report"]["search"]["chosen"] == "minmax"
     assert "error" not in done["report"]["search"]["trials"][0]
+
+
+def test_minmax_calibration_reads_every_input(tmp_path):
+    """The ranges cover the first of 32 inputs too (ONNX Runtime's intermediate-output cap
+    dropped every full batch of 16 unmerged: 32 inputs calibrated on none)."""
+    source = tmp_path / "source.onnx"
+    outlier_model(source)
+    inputs = [{"input": np.zeros((1, 3, 8, 8), np.float32)} for _ in range(32)]
+    inputs[0]["input"][0, 1] = 7.0  # only the first input reaches 7 on the pooled green
+    cache = tmp_path / "ranges.json"
+    recipes.quantize_qdq(source, tmp_path / "q.onnx", calibration=lambda: iter(inputs), cache=cache)
+    pooled = json.loads(cache.read_text())["data"]["pooled"]
+    assert (pooled["lowest"]["data"], pooled["highest"]["data"]) == ([0.0], [7.0])
