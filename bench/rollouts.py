@@ -6,7 +6,7 @@ in the same run.
 1. A scratch database (bench/serving.py's Platform): the tiny model (the platform's own
    overhead shows) and the demo EfficientNet-Lite0 (real model work), each with versions 2
    (the canary) and 3 (the shadow); one Celery worker consuming only the `shadow` queue
-   (concurrency 1), so shadows really run and compete for the cores.
+   (concurrency 1, nice 19), so shadows really run on the cores the web leaves idle.
 2. The caller's added cost, in one web process (production settings, PostgreSQL, Redis,
    API key, throttle, quota, audit, the shadow sender's thread): the predict view driven in
    process (Django's test client, the photos as raw JPEG bodies, 200 routing keys), in
@@ -159,7 +159,10 @@ def child(key: str, requests: int, rounds: int) -> None:
 
 
 def shadow_worker(platform: Platform) -> subprocess.Popen:
-    command = [str(BIN / "celery"), "-A", "mlplatform", "worker", "-Q", "shadow", "--concurrency", "1"]
+    """At the lowest CPU priority (nice 19), as a shadow pool sharing the web's machine should
+    run: it takes the cores the web leaves idle, and the drop rule bounds what it falls behind."""
+    command = ["nice", "-n", "19", str(BIN / "celery"), "-A", "mlplatform", "worker", "-Q", "shadow"]
+    command += ["--concurrency", "1"]
     return subprocess.Popen(
         [*command, "--loglevel", "WARNING"], env=platform.env, cwd=ROOT, stdout=subprocess.DEVNULL
     )
