@@ -35,20 +35,37 @@ _SPECIFIC: dict[tuple[str, str], tuple[int, ...]] = {
 }
 
 
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if isinstance(operation, dict) and "responses" in operation:
+                _json_bodies_are_json(operation)
                 _add_errors(path, method, operation)
     return result
+
+
+def _json_bodies_are_json(operation: dict[str, Any]) -> None:
+    """An operation whose body is JSON is documented with JSON only. DRF's default parsers
+    also read the same fields from a form (for the browsable API's HTML forms), where every
+    value is text and a type cannot be told: `disabled=0`, `models=AAA`. Operations that take
+    files (predict, jobs, versions, evaluation sets) document their multipart body themselves."""
+    content = operation.get("requestBody", {}).get("content", {})
+    json_body = content.get("application/json")
+    for media_type in _FORMS:
+        # DRF's default: the same serializer under all three; a view's own multipart body differs
+        if json_body is not None and content.get(media_type) == json_body:
+            del content[media_type]
 
 
 def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     statuses = {400}  # a NUL or lone surrogate in the path or query string, on every route
     if _authenticates(operation):
         statuses |= {401, 403, 429}
-    if "{" in path:
-        statuses.add(404)
+    if "{" in path or any(p.get("name") == "cursor" for p in operation.get("parameters", [])):
+        statuses.add(404)  # a path parameter naming nothing visible; a cursor this server did not make
     if "requestBody" in operation:
         statuses |= {413, 415}
     statuses |= set(_SPECIFIC.get((method, path), ()))

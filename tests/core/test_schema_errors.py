@@ -67,3 +67,17 @@ def test_a_token_endpoints_400_and_401_are_real(client):
     assert client.post("/api/v1/auth/token/", {}, content_type="application/json").status_code == 400
     wrong = {"username": "nobody", "password": "wrong"}
     assert client.post("/api/v1/auth/token/", wrong, content_type="application/json").status_code == 401
+
+
+def test_json_operations_are_documented_with_json_only_and_uploads_keep_multipart(schema):
+    content = schema["paths"]["/api/v1/models/"]["post"]["requestBody"]["content"]
+    assert list(content) == ["application/json"]
+    predict = schema["paths"]["/api/v1/models/{name}/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json", "image/*"} <= set(predict)
+    versions = schema["paths"]["/api/v1/models/{name}/versions/"]["post"]["requestBody"]["content"]
+    assert list(versions) == ["multipart/form-data"]
+
+
+def test_a_cursor_pages_404_is_documented(schema, api):
+    assert "404" in responses(schema, "get", "/api/v1/predictions/")
+    assert api.get("/api/v1/predictions/?cursor=%0D9").status_code == 404
