@@ -37,8 +37,17 @@ class MLModelAdmin(admin.ModelAdmin):
     list_filter = ["task", "visibility"]
     search_fields = ["name", "description"]
     list_select_related = ["owner"]
-    readonly_fields = ["next_version_number", "created_at", "updated_at"]
+    readonly_fields = ["next_version_number", "created_at", "updated_at", "rollouts"]
     inlines = [ModelAliasInline]
+
+    @admin.display(description="rollouts")
+    def rollouts(self, obj: MLModel) -> str:
+        """A link to the model's rollouts (their comparison is on each rollout's page)."""
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:rollouts_rollout_changelist") + f"?model__id__exact={obj.pk}"
+        active = obj.rollouts.filter(status="active").values_list("pk", flat=True).first()
+        return format_html('<a href="{}">{}</a>', url, f"active: #{active}" if active else "all rollouts")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[MLModel]:
         production = ModelAlias.objects.filter(model=OuterRef("pk"), name="production")

@@ -327,3 +327,13 @@ def test_a_full_buffer_refuses_and_the_thread_counts_it(api, candidate, settings
     rollout.refresh_from_db()
     assert rollout.shadow_dropped == 2
     assert Prediction.objects.filter(source="shadow").count() == 1
+
+
+def test_the_model_page_links_to_its_rollouts(client, staff_user, api, candidate):
+    from django.urls import reverse
+
+    rollout_id = start_shadow(api).json()["id"]
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:registry_mlmodel_change", args=[candidate.model_id])).content.decode()
+    assert f"active: #{rollout_id}" in page
+    assert f"/rollouts/rollout/?model__id__exact={candidate.model_id}" in page
