@@ -52,7 +52,6 @@ class Mirrored:
     request_id: str
     top_k: int
     inputs: list[dict[str, Any]] = field(default_factory=list)
-    size: int = 0
 
 
 def mirror(
@@ -70,11 +69,9 @@ def mirror(
         if outcome.input.kind == IMAGE:
             data = outcome.input.data or b""
             item.inputs.append({"kind": IMAGE, "data": data, "content_type": outcome.input.content_type})
-            item.size += len(data)
         else:
             feeds = outcome.feeds or {}
             item.inputs.append({"kind": "tensors", "tensors": feeds})
-            item.size += sum(a.nbytes for a in feeds.values())
     shadow = split.shadow
     transaction.on_commit(lambda: sender.add(split.rollout_id, shadow, item))
 
