@@ -9,9 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.exceptions import NotFound
-from apps.core.uploads import UploadLimits
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
+from apps.core.uploads import UploadLimits
 from apps.optimization import recipes, services
 from apps.optimization.models import EvaluationSet, OptimizationRun
 from apps.registry import selectors as registry_selectors
