@@ -160,3 +160,27 @@ def tensor_doubler(dims: int = 4) -> bytes:
         initializer=[two, one],
     )
     return _serialize(graph)
+
+
+def label_then_scores_classifier(logits: list[float]) -> bytes:
+    """As constant_classifier, but laid out as a converted scikit-learn classifier: its
+    predicted `label` ([N], int64) comes before its `probabilities` ([N, classes])."""
+    zeros = numpy_helper.from_array(np.zeros((3, len(logits)), dtype=np.float32), "zeros")
+    constant = numpy_helper.from_array(np.array([logits], dtype=np.float32), "constant")
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "zeros"], ["nothing"]),
+            helper.make_node("Add", ["nothing", "constant"], ["probabilities"]),
+            helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+        ],
+        "label_then_scores_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(logits)]),
+        ],
+        initializer=[zeros, constant],
+    )
+    return _serialize(graph)

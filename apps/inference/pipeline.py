@@ -29,6 +29,7 @@ from apps.inference.inferring import infer
 from apps.inference.inputs import IMAGE, TENSORS, Input, Outcome, describe, read, tensor_names
 from apps.inference.sessions import loaded_model
 from apps.registry.models import MLModel, ModelVersion
+from apps.registry.validation import class_scores_output
 
 # A door needs only this module: its inputs and outcomes come with it.
 __all__ = ["IMAGE", "TENSORS", "Input", "Outcome", "Run", "preprocess_image"]
@@ -119,7 +120,7 @@ class Run:
             return
         finally:
             started = self._lap("inference", started)
-        _postprocess(self.version, outcomes, outputs, loaded.output_names[0], top_k=top_k, batched=batched)
+        _postprocess(self.version, outcomes, outputs, top_k=top_k, batched=batched)
         self._lap("postprocess", started)
 
     def _lap(self, stage: str, since: float) -> float:
@@ -208,7 +209,6 @@ def _postprocess(
     version: ModelVersion,
     outcomes: list[Outcome],
     outputs: dict[str, np.ndarray],
-    first_output: str,
     *,
     top_k: int,
     batched: bool,
@@ -219,7 +219,10 @@ def _postprocess(
         outcome.arrays = {n: a[i : i + 1] for n, a in outputs.items()} if batched else outputs
     if batched and version.model.task == MLModel.Task.IMAGE_CLASSIFICATION:
         softmax = version.preprocessing.get("softmax", False)
-        rows = postprocessing.top_k(outputs[first_output], version.labels, top_k, apply_softmax=softmax)
+        # the output whose classes validation counted the labels against (a converted
+        # classifier's int64 `label` may come first)
+        scores = outputs[class_scores_output(version.signature)["name"]]
+        rows = postprocessing.top_k(scores, version.labels, top_k, apply_softmax=softmax)
         for outcome, row in zip(outcomes, rows, strict=True):
             outcome.output = outcome.audit_output = {"top_k": row}
         return

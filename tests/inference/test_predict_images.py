@@ -223,3 +223,22 @@ def test_a_model_that_outputs_nan_or_inf_answers_in_valid_json(api, user, logits
     row = Prediction.objects.get()
     assert row.status == "succeeded"
     assert [entry["score"] for entry in row.output["top_k"]] == scores
+
+
+def test_top_k_ranks_the_class_scores_even_when_a_label_output_comes_first(api, user):
+    """The output validation counts labels against is the one predictions rank: the first
+    floating-point output with a class dimension, not the int64 `label` before it."""
+    from tests import onnx_models
+    from tests.factories import MLModelFactory
+    from tests.inference.conftest import TINY_PREPROCESSING, ready_version
+
+    ready_version(
+        MLModelFactory(name="sklearnish", owner=user),
+        onnx_models.label_then_scores_classifier([0.1, 0.7, 0.2]),
+        labels=["a", "b", "c"],
+        preprocessing={**TINY_PREPROCESSING, "softmax": False},  # probabilities already
+    )
+    response = predict_files(api, "sklearnish", encode(Image.new("RGB", (8, 8)), "PNG"), query="?top_k=3")
+    assert response.status_code == 200, response.content
+    ranked = response.json()["predictions"][0]["top_k"]
+    assert [(entry["label"], entry["score"]) for entry in ranked] == [("b", 0.7), ("c", 0.2), ("a", 0.1)]
