@@ -93,6 +93,7 @@ class KeyManagementApi(APIView):
 
 class ApiKeyListCreateApi(KeyManagementApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
+
     class ApiKeyCreateInputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         scopes = serializers.ListField(

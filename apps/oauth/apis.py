@@ -105,6 +105,7 @@ class ApplicationManagementApi(APIView):
 
 class ApplicationListCreateApi(ApplicationManagementApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=255)
         grant_type = serializers.ChoiceField(choices=list(services.GRANT_TYPES))
@@ -202,6 +203,7 @@ class ApplicationSecretApi(ApplicationManagementApi):
 
 class TokenListApi(ApplicationManagementApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
+
     @extend_schema(
         tags=[TAG],
         operation_id="oauth_application_tokens_list",

@@ -57,8 +57,10 @@ def model_create(
 def model_update(*, model: MLModel, data: dict[str, Any], user: User) -> MLModel:
     """Change a model. Visibility decides who sees the model without a grant, which is
     granting access: like granting a role, only the owner and admins may change it."""
-    if "visibility" in data and data["visibility"] != model.visibility and not model_can_manage(
-        user=user, model=model
+    if (
+        "visibility" in data
+        and data["visibility"] != model.visibility
+        and not model_can_manage(user=user, model=model)
     ):
         raise PermissionDenied(
             "Only the model's owner or an admin may change its visibility.", code="visibility_owner_only"
