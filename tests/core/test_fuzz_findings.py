@@ -88,3 +88,16 @@ def test_an_empty_or_repeated_filter_is_400_not_ignored(api, url):
 def test_an_empty_version_status_is_400(api, user):
     MLModelFactory(name="m", owner=user)
     assert api.get("/api/v1/models/m/versions/?status=").status_code == 400
+
+
+@pytest.mark.parametrize("value", [0, 1, "yes"])
+def test_a_json_boolean_field_takes_true_or_false_only(api, user, value):
+    from apps.accounts.models import ApiKey  # noqa: F401  (the app is loaded)
+
+    body = {"name": "app", "client_type": "confidential", "grant_type": "client_credentials"}
+    body["scopes"] = ["predict"]
+    created = api.post("/api/v1/oauth/applications/", body, format="json")
+    assert created.status_code == 201, created.content
+    url = f"/api/v1/oauth/applications/{created.json()['id']}/"
+    assert api.patch(url, {"disabled": value}, format="json").status_code == 400
+    assert api.patch(url, {"disabled": False}, format="json").status_code == 200
