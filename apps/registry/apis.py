@@ -146,6 +146,7 @@ class AliasHistoryOutputSerializer(serializers.ModelSerializer):
 
 class ModelListCreateApi(RegistryApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
+
     class ModelCreateInputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=100)
         description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -388,6 +389,7 @@ class AliasDetailApi(RegistryApi):
 
 class AliasHistoryApi(RegistryApi):
     pagination_class = LimitOffsetPagination  # what its GET answers; the schema documents it
+
     @extend_schema(
         operation_id="alias_history_list",
         parameters=[OpenApiParameter("alias", str, description="Only this alias's changes.")],
