@@ -27,6 +27,9 @@ def test_every_index_written_per_prediction_is_one_a_lookup_needs():
         "prediction_model_recent",
         "prediction_input_sha256",
         "prediction_request_id",
+        # partial (source = 'shadow'): written only by shadow rows, never by a caller's request;
+        # it makes a retried shadow task write once (issue 16)
+        "one_shadow_row_per_input",
     }
 
 
