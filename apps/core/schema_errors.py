@@ -9,7 +9,11 @@ The shared layers and what they answer:
 - authentication: 401 (no, bad or expired credentials), and 429 from the failed-authentication
   throttle of the client's address (AUTH_FAILURE_RATE) on every operation that authenticates;
 - permissions: 403 for an API key without the operation's scope or model;
-- a path parameter naming nothing the caller can see: 404.
+- a path parameter naming nothing the caller can see: 404;
+- the application server itself, before any of the above (gunicorn, gunicorn.conf.py): 414
+  for a request line over 4094 bytes (a long query string) and 431 for a header over 8190
+  bytes, with gunicorn's short HTML page, not the error shape (nginx in front answers the
+  same statuses at its own limits). Every operation lists them.
 Answers particular to one operation are listed in `_SPECIFIC`.
 """
 
@@ -20,6 +24,12 @@ from apps.core.schema import DESCRIPTIONS
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 # The Open Inference Protocol's doors answer errors in its own shape, {"error": "<message>"}.
 _OIP_ERROR_REF = {"$ref": "#/components/schemas/OipError"}
+# What gunicorn writes for a request it will not parse (gunicorn.util.write_error).
+_SERVER_LIMITS = {
+    414: "URI too long: the request line is over the server's limit (4094 bytes)",
+    431: "A request header is over the server's limit (8190 bytes)",
+}
+_SERVER_PAGE = {"text/html": {"schema": {"type": "string"}}}
 _RETRY_AFTER = {
     "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}
 }
@@ -91,4 +101,6 @@ def _add_errors(path: str, method: str, operation: dict[str, Any]) -> None:
         )
         if status == 429:
             entry.setdefault("headers", {}).update(_RETRY_AFTER)
+    for status, description in _SERVER_LIMITS.items():
+        responses.setdefault(str(status), {"description": description, "content": _SERVER_PAGE})
     operation["responses"] = dict(sorted(responses.items()))
