@@ -128,11 +128,19 @@ def run_conversion(job: dict, source: Path, limits: Limits, *, network: str, scr
     return _outcome(scratch, returncode, limits, sandbox)
 
 
-def _run_child(scratch: Path, limits: Limits, isolated: bool) -> int | None:
-    command = [sys.executable, "-I", "-c", _BOOT, str(scratch / "job.json")]
+def child_command(scratch: Path, limits: Limits, isolated: bool, *, boot: str = _BOOT) -> list[str]:
+    """The command line of the child: `boot` (the limits, then the converter) in an isolated
+    Python, inside a new network namespace when `isolated`. Tests run other code in exactly
+    this wrapping to see what the operating system lets it do."""
+    command = [sys.executable, "-I", "-c", boot, str(scratch / "job.json")]
     command += [str(limits.memory_bytes), str(limits.cpu_seconds), str(limits.file_bytes)]
     if isolated:
         command = ["unshare", "--net", "--map-root-user", *command]
+    return command
+
+
+def _run_child(scratch: Path, limits: Limits, isolated: bool) -> int | None:
+    command = child_command(scratch, limits, isolated)
     with open(scratch / "child.log", "wb") as log:
         child = subprocess.Popen(
             command,
