@@ -226,12 +226,17 @@ def test_a_version_that_is_not_ready_is_failed_precondition(stub, metadata, tiny
 
 def test_throttled_inference_is_resource_exhausted_with_retry_after(stub, metadata, tiny_version, settings):
     settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "predict": "2/min"}
-    for _ in range(2):
+    for used in (1, 2):
         _, call = stub.ModelInfer.with_call(tiny_request(), metadata=list(metadata.items()))
-        assert dict(call.trailing_metadata())["x-ratelimit-limit"] == "2"
+        sent = dict(call.trailing_metadata())
+        assert sent["x-ratelimit-limit"] == "2"
+        # The IETF draft's fields, as the REST doors send them (apps/accounts/ratelimit_headers.py)
+        assert sent["ratelimit-policy"] == '"predict";q=2;w=60'
+        assert sent["ratelimit"].startswith(f'"predict";r={2 - used};t=')
     error = refused(stub.ModelInfer, tiny_request(), metadata, StatusCode.RESOURCE_EXHAUSTED, "throttled")
     assert trailing(error)["error-code"] == "throttled"
     assert trailing(error)["x-ratelimit-remaining"] == "0"
+    assert trailing(error)["ratelimit"] == '"predict";r=0;t=30'
     assert int(trailing(error)["retry-after"]) == 30  # the rate clock is pinned mid-window
     assert Prediction.objects.filter(source="v2-grpc").count() == 2  # a throttled call is not recorded
 

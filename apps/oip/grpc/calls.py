@@ -34,6 +34,7 @@ from apps.accounts.credentials import Credential, credential_of, log_fields
 from apps.accounts.models import User
 from apps.accounts.permissions import require_scope
 from apps.accounts.ratelimit import Verdict
+from apps.accounts.ratelimit_headers import ratelimit_headers
 from apps.accounts.throttling import count_request
 from apps.core import metrics
 from apps.core.exception_handler import describe_error
@@ -97,6 +98,7 @@ class Call:
         self.user: User | None = None
         self.api_key: Credential | None = None
         self.verdict: Verdict | None = None
+        self.scope = ""
 
     def authenticate(self, scope: str) -> None:
         found = authenticate_headers(self.metadata, client=self.client)
@@ -110,7 +112,7 @@ class Call:
         require_scope(self.api_key, scope)
 
     def throttle(self, scope: str) -> None:
-        self.verdict = count_request(self.user, self.api_key, scope)
+        self.verdict, self.scope = count_request(self.user, self.api_key, scope), scope
         if self.verdict is not None and not self.verdict.allowed:
             raise drf.Throttled(wait=self.verdict.retry_after)
 
@@ -125,13 +127,12 @@ class Call:
         )
 
     def trailing_metadata(self) -> list[tuple[str, str]]:
+        """The rate-limit headers of the REST doors, as metadata (gRPC keys are lower case):
+        the IETF `ratelimit-policy` and `ratelimit`, and the legacy `x-ratelimit-*`."""
         if self.verdict is None:
             return []
-        return [
-            ("x-ratelimit-limit", str(self.verdict.limit)),
-            ("x-ratelimit-remaining", str(self.verdict.remaining)),
-            ("x-ratelimit-reset", str(self.verdict.reset)),
-        ]
+        headers = ratelimit_headers(self.verdict, policy=self.scope)
+        return [(name.lower(), value) for name, value in headers.items()]
 
     def fail(self, error: Exception) -> tuple[grpc.StatusCode, str]:
         """The status and message `error` ends the call with; sets the trailing metadata."""
