@@ -1,12 +1,13 @@
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from apps.core.middleware import RequestIdLogFilter
-from tests import onnx_models
+from tests import live, onnx_models
 from tests.factories import UserFactory
 
 
@@ -119,3 +120,16 @@ def log_records():
     root.addHandler(handler)
     yield handler.records
     root.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of one live suite's own: its SQLite file, model store, broker, static files and logs."""
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def database_url(e2e_dir: Path) -> Iterator[str]:
+    """A fresh database for one live suite's processes (PostgreSQL's in CI), dropped afterwards."""
+    with live.database(e2e_dir) as url:
+        yield url
