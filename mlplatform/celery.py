@@ -14,8 +14,13 @@ if "worker" in sys.argv and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # (workers/metrics.py); it must be set before prometheus_client is first imported.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlp-worker-metrics-")
     _metrics_dir, _main_pid = os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid()
-    # Removed when the worker's main process exits (not when a pool process does).
-    atexit.register(lambda: os.getpid() == _main_pid and shutil.rmtree(_metrics_dir, ignore_errors=True))
+
+    @atexit.register
+    def _remove_metrics_dir() -> None:
+        """Removed when the worker's main process exits (not when a pool process does)."""
+        if os.getpid() == _main_pid:
+            shutil.rmtree(_metrics_dir, ignore_errors=True)
+
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlplatform.settings.local")
 

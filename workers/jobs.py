@@ -40,4 +40,4 @@ def deliver_job_webhook(job_id: str, attempt: int) -> None:
     finally:
         request_id_var.reset(token)
     if not delivery.succeeded and attempt < webhooks.max_attempts():
-        deliver_job_webhook.apply_async(args=[job_id, attempt + 1], countdown=webhooks.retry_delay(attempt))
+        deliver_job_webhook.apply_async(args=(job_id, attempt + 1), countdown=webhooks.retry_delay(attempt))

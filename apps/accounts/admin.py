@@ -1,7 +1,7 @@
 """Admin: users with their limits and usage, API keys (create, edit, revoke), limits, usage."""
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -14,6 +14,9 @@ from django.template.response import TemplateResponse
 from apps.accounts import services
 from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
 from apps.core.exceptions import ApplicationError
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups  # the stubs' name for a fields list
 
 
 class UserLimitsInline(admin.StackedInline):
@@ -62,8 +65,9 @@ class ApiKeyForm(forms.ModelForm):
     def clean_model_names(self) -> list[str]:
         return sorted({name for name in re.split(r"[\s,]+", self.cleaned_data["model_names"]) if name})
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns (its stub allows None)
         if self.instance.pk is not None or self.errors:
             return cleaned
         try:
@@ -100,8 +104,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
     raw_id_fields = ["owner"]
     actions = ["revoke"]
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
-        fields = ["name", "owner", "scopes", "model_names", "rate_limit_per_minute", "expires_at"]
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> "_FieldGroups":
+        fields: _FieldGroups = [
+            "name",
+            "owner",
+            "scopes",
+            "model_names",
+            "rate_limit_per_minute",
+            "expires_at",
+        ]
         return fields if obj is None else ["key_prefix", *fields, "created_at", "last_used_at", "revoked_at"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:

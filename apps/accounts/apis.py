@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
 from apps.accounts import selectors, services
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.authentication import check_auth_failures, record_auth_failure
 from apps.accounts.models import ApiKey
 from apps.core.exceptions import NotFound
@@ -21,11 +22,11 @@ from apps.core.schema import error_responses
 # --- JWT ------------------------------------------------------------------------------------------
 
 
-class CountedFailuresMixin:
+class CountedFailuresMixin(jwt_views.TokenViewBase):
     """Failed attempts at a token endpoint count against the client address (AUTH_FAILURE_RATE);
     an address over the rate gets 429 before its credentials are looked at."""
 
-    throttle_classes: list = []
+    throttle_classes = []
 
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
         check_auth_failures(request)
@@ -113,7 +114,7 @@ class ApiKeyListCreateApi(KeyManagementApi):
         operation_id="api_keys_list",
         responses={200: ApiKeyOutputSerializer(many=True), **error_responses(403)},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return paginated_response(
             request, self, selectors.api_key_list(user=request.user), ApiKeyOutputSerializer
         )
@@ -123,7 +124,7 @@ class ApiKeyListCreateApi(KeyManagementApi):
         request=ApiKeyCreateInputSerializer,
         responses={201: ApiKeyCreatedSerializer, **error_responses(400, 403)},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = self.ApiKeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -141,7 +142,7 @@ class ApiKeyListCreateApi(KeyManagementApi):
 
 
 class ApiKeyDetailApi(KeyManagementApi):
-    def _get(self, request: Request, key_id: int) -> ApiKey:
+    def _get(self, request: AuthenticatedRequest, key_id: int) -> ApiKey:
         api_key = selectors.api_key_list(user=request.user).filter(pk=key_id).first()
         if api_key is None:
             raise NotFound(f"No API key {key_id}.", code="api_key_not_found")
@@ -150,11 +151,11 @@ class ApiKeyDetailApi(KeyManagementApi):
     @extend_schema(
         operation_id="api_keys_retrieve", responses={200: ApiKeyOutputSerializer, **error_responses(403, 404)}
     )
-    def get(self, request: Request, key_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, key_id: int) -> Response:
         return Response(ApiKeyOutputSerializer(self._get(request, key_id)).data)
 
     @extend_schema(operation_id="api_keys_revoke", responses={204: None, **error_responses(403, 404)})
-    def delete(self, request: Request, key_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, key_id: int) -> Response:
         services.api_key_revoke(api_key=self._get(request, key_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -186,7 +187,7 @@ class MeApi(APIView):
     allow_any_api_key = True
 
     @extend_schema(operation_id="me_retrieve", responses={200: MeOutputSerializer, **error_responses()})
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response(selectors.profile(user=request.user, auth=request.auth))
 
 
@@ -194,5 +195,5 @@ class MeUsageApi(APIView):
     allow_any_api_key = True
 
     @extend_schema(operation_id="me_usage", responses={200: UsageOutputSerializer, **error_responses()})
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response(services.usage_for(request.user))

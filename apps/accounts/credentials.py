@@ -13,9 +13,16 @@ from apps.oauth.credentials import OAuthToken
 
 
 class Credential(Protocol):
-    label: str  # "API key", "OAuth token": for messages
-    model_names: list[str] | tuple[str, ...]  # empty: every model the user may use
-    rate_limit_per_minute: int | None  # the credential's own cap, below its user's rates
+    # Read-only members (properties), so that a model field and a frozen dataclass's
+    # field or class variable all provide them.
+    @property
+    def label(self) -> str: ...  # "API key", "OAuth token": for messages
+
+    @property
+    def model_names(self) -> list[str] | tuple[str, ...]: ...  # empty: every model the user may use
+
+    @property
+    def rate_limit_per_minute(self) -> int | None: ...  # the credential's own cap, below its user's rates
 
     def has_scope(self, scope: str) -> bool: ...
 
@@ -28,7 +35,7 @@ def credential_of(auth: object) -> ApiKey | OAuthToken | None:
     return auth if isinstance(auth, ApiKey | OAuthToken) else None
 
 
-def recorded_ids(credential: ApiKey | OAuthToken | None) -> dict[str, int | None]:
+def recorded_ids(credential: Credential | None) -> dict[str, int | None]:
     """How an audit row or a job records the credential: its API key, or its OAuth
     application (the token itself is short-lived)."""
     return {
@@ -37,6 +44,6 @@ def recorded_ids(credential: ApiKey | OAuthToken | None) -> dict[str, int | None
     }
 
 
-def log_fields(credential: ApiKey | OAuthToken | None) -> dict[str, str]:
+def log_fields(credential: Credential | None) -> dict[str, str]:
     """What a request's log line adds about its credential: the OAuth application."""
     return {"oauth_application": credential.client_id} if isinstance(credential, OAuthToken) else {}

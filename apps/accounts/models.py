@@ -5,7 +5,8 @@ from django.db import models
 from django.utils import timezone
 
 
-class User(AbstractUser):
+# oauth2_provider ships no types, so the Django plugin cannot follow Application.user back here.
+class User(AbstractUser):  # type: ignore[django-manager-missing]
     """The platform's user; custom from the first migration so it can grow (plans, limits)."""
 
     class Meta:

@@ -13,6 +13,7 @@ they commit, when the counter exists.
 
 import datetime as dt
 import logging
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -20,6 +21,9 @@ from django.db import transaction
 
 from apps.accounts.models import QuotaUsage
 from apps.auditstream.mode import stream_enabled
+
+if TYPE_CHECKING:
+    from django.core.cache.backends.redis import RedisCache
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,8 @@ return nil
 def redis_client():
     """The shared cache's own Redis client: the same connection pool as the throttle's
     counters, so the stream mode opens no connection of its own."""
-    return cache._cache.get_client(write=True)  # Django's RedisCache has no public accessor
+    # Django's RedisCache has no public accessor; the cache is one whenever this is called.
+    return cast("RedisCache", cache)._cache.get_client(write=True)
 
 
 def counter_key(user_id: int, period: dt.date) -> str:

@@ -1,8 +1,13 @@
 """A changelist paginator for large append-only tables, which never counts the whole table."""
 
+from typing import TYPE_CHECKING, Any, cast
+
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 
 class EstimatedCountPaginator(Paginator):
@@ -20,7 +25,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset = cast("QuerySet[Any]", self.object_list)  # a changelist always pages a QuerySet
         if not queryset.query.has_filters():
             estimate = self.estimate(queryset)
             if estimate is not None and estimate > self.estimate_above:
@@ -29,7 +34,7 @@ class EstimatedCountPaginator(Paginator):
         return queryset.order_by()[: self.count_cap].count()
 
     @staticmethod
-    def estimate(queryset) -> int | None:
+    def estimate(queryset: "QuerySet[Any]") -> int | None:
         """Rows in the queryset's table by the planner's statistics; None if it has none."""
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from django.core.cache.backends import redis as django_redis
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django_prometheus.cache.metrics import (
     django_cache_get_fail_total,
     django_cache_get_total,
@@ -46,11 +47,13 @@ class RedisCacheClient(django_redis.RedisCacheClient):
         super().__init__(*args, **kwargs)
         self._clients: dict[int, Any] = {}
 
+    # The private members below are Django's (5.2); the stubs leave them out.
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
+        index = self._get_connection_pool_index(write)  # type: ignore[attr-defined]
         client = self._clients.get(index)
         if client is None:
-            client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+            pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
+            client = self._clients[index] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
         return client
 
 
@@ -84,18 +87,14 @@ class RedisCache(django_redis.RedisCache):
             _warn("get_many")
             return {}
 
-    def add(
-        self, key: Any, value: Any, timeout: Any = django_redis.DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         try:
             return super().add(key, value, timeout, version)
         except UNAVAILABLE:
             _warn("add")
             return False
 
-    def set(
-        self, key: Any, value: Any, timeout: Any = django_redis.DEFAULT_TIMEOUT, version: int | None = None
-    ) -> None:
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         try:
             super().set(key, value, timeout, version)
         except UNAVAILABLE:

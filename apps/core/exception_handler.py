@@ -94,23 +94,25 @@ def describe_error(exc: BaseException) -> tuple[str, str] | None:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
-        response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-        if getattr(exc, "retry_after", None):
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+        answer = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        retry_after = getattr(exc, "retry_after", None)  # some subclasses have one
+        if retry_after:
+            answer["Retry-After"] = str(retry_after)
+        return answer
     for cls, status, code, message in _OTHER_ERRORS:
         if isinstance(exc, cls):
             return Response(error_body(code, message), status=status)
     if isinstance(exc, DjangoValidationError):
-        details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        return Response(error_body("invalid_input", "The request is invalid.", details), status=400)
+        field_errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        return Response(error_body("invalid_input", "The request is invalid.", field_errors), status=400)
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
 
     response = drf_exception_handler(exc, context)
-    if response is None:
+    # DRF answers exactly its own exceptions (APIException), so the second test only narrows.
+    if response is None or not isinstance(exc, drf.APIException):
         # Not an API error: a bug. Log it with its traceback and answer 500 in our shape.
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
         return Response(error_body("internal_error", "An internal error occurred."), status=500)
@@ -121,8 +123,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         details = {"messages": exc.detail.get("messages", [])}
     if isinstance(exc, drf.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-    elif isinstance(exc, drf.Throttled) and exc.wait is not None:
-        details = {"retry_after": int(exc.wait)}
+    # DRF sets Throttled.wait; the stubs leave the attribute out.
+    elif isinstance(exc, drf.Throttled) and exc.wait is not None:  # type: ignore[attr-defined]
+        details = {"retry_after": int(exc.wait)}  # type: ignore[attr-defined]
     response.data = error_body(code, message, details)
     return response
 

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -37,7 +38,7 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("X-Request-ID", "")
         request_id = accepted_request_id(supplied)
-        request.request_id = request_id
+        request.request_id = request_id  # type: ignore[attr-defined]  # our own attribute
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)
@@ -64,12 +65,12 @@ class RequestIdLogFilter(logging.Filter):
 request_logger = logging.getLogger("mlplatform.request")
 
 
-def log_context(request: object) -> dict:
+def log_context(request: object) -> dict[str, Any]:
     """Fields a view adds to its request's log line (model, version, job...)."""
     django_request = getattr(request, "_request", request)
     context = getattr(django_request, "log_context", None)
     if context is None:
-        context = django_request.log_context = {}
+        context = django_request.log_context = {}  # type: ignore[attr-defined]  # our own attribute
     return context
 
 
@@ -82,7 +83,8 @@ class RequestLogMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        request.log_context = {}
+        context: dict[str, Any] = {}  # views add to it through log_context(request)
+        request.log_context = context  # type: ignore[attr-defined]  # our own attribute
         response = self.get_response(request)
         user = getattr(request, "user", None)
         request_logger.info(
@@ -96,7 +98,7 @@ class RequestLogMiddleware:
                 "status": response.status_code,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                 "user_id": user.pk if user is not None and user.is_authenticated else None,
-                **request.log_context,
+                **context,
             },
         )
         return response
@@ -110,7 +112,8 @@ class PrometheusAfterMiddleware(_PrometheusAfterMiddleware):
         try:
             int(request.headers.get("content-length") or 0)
         except ValueError:
-            request.prometheus_after_middleware_event = Time()
+            # What django-prometheus's process_request would set (its own attribute)
+            request.prometheus_after_middleware_event = Time()  # type: ignore[attr-defined]
             return
         super().process_request(request)
 

@@ -12,6 +12,7 @@ are not checked. The path and the query string are checked by CleanTextMiddlewar
 """
 
 import io
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,7 @@ _JSON_SUSPECTS = (b"\x00", b"\\u")
 
 
 class CheckedContentNegotiation(DefaultContentNegotiation):
-    def select_parser(self, request: Any, parsers: list[BaseParser]) -> BaseParser | None:
+    def select_parser(self, request: Any, parsers: Iterable[BaseParser]) -> BaseParser | None:
         parser = super().select_parser(request, parsers)
         return None if parser is None else CheckedParser(parser)
 
@@ -42,7 +43,9 @@ class CheckedParser(BaseParser):
         self.inner = inner
         self.media_type = inner.media_type
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         context = parser_context or {}
         request, view = context.get("request"), context.get("view")
         limits = limits_of(view)
@@ -54,10 +57,10 @@ class CheckedParser(BaseParser):
             if length > limit:
                 raise too_large("The JSON body", length, limit)
             body = read_body(stream, length, limit, "The JSON body")
-            parsed = self.inner.parse(io.BytesIO(body), media_type, parser_context)
+            document = self.inner.parse(io.BytesIO(body), media_type, parser_context)
             if any(suspect in body for suspect in _JSON_SUSPECTS):
-                _check_json(parsed)
-            return parsed
+                _check_json(document)
+            return document
         if multipart and request is not None:
             django_request = getattr(request, "_request", request)
             django_request.upload_handlers = [

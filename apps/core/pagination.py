@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rest_framework import pagination
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -53,7 +53,7 @@ class CursorPagination(pagination.CursorPagination):
             try:
                 int(cursor.position)
             except ValueError:
-                raise pagination.NotFound(self.invalid_cursor_message) from None
+                raise NotFound(self.invalid_cursor_message) from None
         return cursor
 
 

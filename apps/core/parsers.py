@@ -3,6 +3,7 @@ every multipart prediction), lenient JSON, and a raw image body."""
 
 import codecs
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import multipart
@@ -38,7 +39,9 @@ class SmallMultiPartParser(MultiPartParser):
     Django's parser, so the answer never depends on which path ran.
     """
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         parser_context = parser_context or {}
         meta = parser_context["request"].META
         try:
@@ -59,10 +62,12 @@ class SmallMultiPartParser(MultiPartParser):
     @staticmethod
     def _parse(body: bytes, boundary: str, encoding: str) -> DataAndFiles:
         data = QueryDict(mutable=True, encoding=encoding)
-        files = MultiValueDict()
+        files: MultiValueDict[str, InMemoryUploadedFile] = MultiValueDict()
         max_fields = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
         max_files = settings.DATA_UPLOAD_MAX_NUMBER_FILES
-        segment, chunks, fields, file_count = None, [], 0, 0
+        segment: multipart.MultipartSegment | None = None
+        chunks: list[bytes] = []
+        fields, file_count = 0, 0
         with multipart.PushMultipartParser(boundary, content_length=len(body)) as parser:
             for event in parser.parse(body):
                 if isinstance(event, multipart.MultipartSegment):
@@ -75,7 +80,8 @@ class SmallMultiPartParser(MultiPartParser):
                     name = segment.name.strip()
                     if segment.filename is None:
                         fields += 1
-                        if max_fields is not None and fields > max_fields:
+                        # None turns the limit off (Django's docs); the stub says int.
+                        if max_fields is not None and fields > max_fields:  # type: ignore[redundant-expr]
                             raise TooManyFieldsSent(
                                 "The number of fields exceeded DATA_UPLOAD_MAX_NUMBER_FIELDS."
                             )
@@ -132,7 +138,11 @@ class RawImageParser(BaseParser):
 
     media_type = "image/*"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> bytes:
+    # request.data may be any value a parser returns (DRF keeps it as it is); the stubs allow
+    # only mappings.
+    def parse(  # type: ignore[override]
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> bytes:
         # The body is one input: over the view's per-input limit it is refused from its
         # Content-Length, before a byte is read (apps/core/uploads.py).
         context = parser_context or {}

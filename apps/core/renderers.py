@@ -16,5 +16,7 @@ class JSONRenderer(BaseJSONRenderer):
         try:
             return super().render(data, accepted_media_type, renderer_context)
         except UnicodeEncodeError:
-            self.ensure_ascii = True  # this instance renders this one response
+            # This instance renders this one response. (The stubs call the attribute a ClassVar;
+            # DRF reads it from the instance.)
+            self.ensure_ascii = True  # type: ignore[misc]
             return super().render(data, accepted_media_type, renderer_context)

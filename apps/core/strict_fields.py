@@ -32,5 +32,6 @@ def _boolean(self: fields.BooleanField, data: Any) -> bool:
 
 def install() -> None:
     """Called once, from CoreConfig.ready()."""
-    fields.CharField.to_internal_value = _text_only  # type: ignore[method-assign]
-    fields.BooleanField.to_internal_value = _boolean  # type: ignore[method-assign]
+    # Patched on purpose; each replacement takes its own field class as `self`.
+    fields.CharField.to_internal_value = _text_only  # type: ignore[method-assign, assignment]
+    fields.BooleanField.to_internal_value = _boolean  # type: ignore[method-assign, assignment]

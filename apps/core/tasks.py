@@ -38,7 +38,7 @@ def enqueue(name: str, *args: Any, **options: Any) -> None:
     """Send task `name` with positional `args`; `options` are `apply_async`'s (`countdown`,
     `retry`, `retry_policy`...). Raises what the broker raises: the caller decides whether
     a failed enqueue is left to a reconciler."""
-    registered(name).apply_async(args=list(args), **options)
+    registered(name).apply_async(args=args, **options)
 
 
 def registered(name: str) -> Task:

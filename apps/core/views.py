@@ -3,6 +3,7 @@
 import hmac
 import ipaddress
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -106,9 +107,9 @@ _CHECKS = {
 }
 
 
-def readiness_checks(names: tuple[str, ...] = tuple(_CHECKS)) -> dict[str, dict]:
+def readiness_checks(names: tuple[str, ...] = tuple(_CHECKS)) -> dict[str, dict[str, Any]]:
     """Each named check's verdict: {"ok": True} or {"ok": False, "error": why}."""
-    checks = {}
+    checks: dict[str, dict[str, Any]] = {}
     for name in names:
         try:
             _CHECKS[name]()

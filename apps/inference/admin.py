@@ -3,6 +3,7 @@ no DISTINCT for filter choices or a date hierarchy, no full COUNT(*), only index
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib import admin
@@ -18,6 +19,9 @@ from apps.core.admin_paginator import EstimatedCountPaginator
 from apps.inference.models import Prediction
 from apps.registry.models import MLModel, ModelVersion
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups  # the stubs' name for a fields list
+
 
 class CreatedAtFilter(admin.DateFieldListFilter):
     """Django's fixed ranges (today, past 7 days, …), which use the created_at index.
@@ -31,16 +35,17 @@ class CreatedAtFilter(admin.DateFieldListFilter):
         self.date_parts = [f"{field_path}__{part}" for part in ("year", "month", "day")]
         super().__init__(field, request, params, model, model_admin, field_path)
         # Taken out of used_parameters, which the ranges' own filtering reads.
-        self.date_values = [self.used_parameters.pop(p, [None])[-1] for p in self.date_parts]
+        # (Django keeps each parameter's values as a list; the stub says object.)
+        self.date_values = [self.used_parameters.pop(p, [None])[-1] for p in self.date_parts]  # type: ignore[index]
 
-    def expected_parameters(self) -> list[str]:
-        return super().expected_parameters() + self.date_parts
+    def expected_parameters(self) -> list[str | None]:
+        return [*super().expected_parameters(), *self.date_parts]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        queryset = super().queryset(request, queryset)
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        filtered = super().queryset(request, queryset)
         year, month, day = self.date_values
-        if year is None:
-            return queryset
+        if year is None or filtered is None:
+            return filtered
         try:
             since = dt.datetime(int(year), int(month or 1), int(day or 1))
             if day:
@@ -53,7 +58,7 @@ class CreatedAtFilter(admin.DateFieldListFilter):
             raise IncorrectLookupParameters(exc) from exc
         if settings.USE_TZ:
             since, until = timezone.make_aware(since), timezone.make_aware(until)
-        return queryset.filter(**{f"{self.field_path}__gte": since, f"{self.field_path}__lt": until})
+        return filtered.filter(**{f"{self.field_path}__gte": since, f"{self.field_path}__lt": until})
 
 
 class ValueListFilter(admin.FieldListFilter):
@@ -68,7 +73,8 @@ class ValueListFilter(admin.FieldListFilter):
         self.lookup_kwarg = field_path
         super().__init__(field, request, params, model, model_admin, field_path)
         selected = self.used_parameters.get(self.lookup_kwarg)
-        self.lookup_val = str(selected[-1]) if selected else None
+        # (Django keeps each parameter's values as a list; the stub says object.)
+        self.lookup_val = str(selected[-1]) if selected else None  # type: ignore[index]
         offered = [str(value) for value in self.values(request, model)]
         if self.lookup_val is not None and self.lookup_val not in offered:
             offered.append(self.lookup_val)
@@ -77,7 +83,7 @@ class ValueListFilter(admin.FieldListFilter):
     def values(self, request: HttpRequest, model: type[Prediction]) -> Iterable:
         raise NotImplementedError
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         return [self.lookup_kwarg]
 
     def choices(self, changelist):
@@ -167,7 +173,7 @@ class PredictionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False  # a second count, of the unfiltered table
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice
 
-    def get_fields(self, request: HttpRequest, obj: Prediction | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Prediction | None = None) -> "_FieldGroups":
         fields = super().get_fields(request, obj)
         return ["created_at", *[name for name in fields if name != "created_at"]]
 

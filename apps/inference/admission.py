@@ -3,6 +3,7 @@ batch job, or refused. The policy of the synchronous door; its view only reads H
 
 from django.conf import settings
 
+from apps.accounts.credentials import Credential
 from apps.accounts.models import ApiKey, User
 from apps.core.exceptions import PayloadTooLarge
 from apps.inference.services import LARGE_INPUT_HINT, ImageInput
@@ -23,7 +24,7 @@ def check_servable_or_replay(*, version: ModelVersion, user: User, idempotency_k
     check_servable(version)
 
 
-def decide_by_body(*, length: int, is_json: bool, wants_job: bool, api_key: ApiKey | None) -> str:
+def decide_by_body(*, length: int, is_json: bool, wants_job: bool, api_key: Credential | None) -> str:
     """The body's size decides before it is read: JOB, ANSWER (read it and go on), or a 413."""
     if is_json and length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         # JSON is read into memory whole, by the predict and the jobs endpoint alike.
@@ -47,7 +48,7 @@ def decide_by_body(*, length: int, is_json: bool, wants_job: bool, api_key: ApiK
     return ANSWER
 
 
-def decide_by_images(*, images: list[ImageInput], api_key: ApiKey | None) -> str:
+def decide_by_images(*, images: list[ImageInput], api_key: Credential | None) -> str:
     """Images over the synchronous limits (count or size) make a job, not a refusal."""
     if len(images) > settings.SYNC_MAX_IMAGES or any(
         len(image.data) > settings.SYNC_MAX_IMAGE_BYTES for image in images
@@ -57,7 +58,7 @@ def decide_by_images(*, images: list[ImageInput], api_key: ApiKey | None) -> str
     return ANSWER
 
 
-def check_can_divert(api_key: ApiKey | None, reason: str) -> None:
+def check_can_divert(api_key: Credential | None, reason: str) -> None:
     """An input over the synchronous limits becomes a batch job, which an API key may
     submit only with the 'jobs' scope; without it, the answer is 413 with the limits."""
     if api_key is not None and not api_key.has_scope(ApiKey.Scope.JOBS):

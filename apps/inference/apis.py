@@ -1,5 +1,7 @@
 """Prediction API: POST /models/{name}/predict, and the audit trail at /predictions/."""
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -7,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
@@ -110,7 +113,7 @@ class PredictApi(APIView):
             "as a failed prediction."
         ),
     )
-    def post(self, request: Request, name: str) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str) -> Response:
         query, query_errors = self._query(request)
         if {"version", "alias"} & query_errors.keys():
             raise serializers.ValidationError(query_errors)
@@ -203,10 +206,13 @@ class PredictApi(APIView):
         the query's wins)."""
         k = top_k or settings.PREDICT_DEFAULT_TOP_K
         media = media_type(request)
+        # Whatever the parser made (the stubs say a dict or a list): RawImageParser's bytes,
+        # a QueryDict, or the JSON document.
+        parsed: Any = request.data
         if media.startswith("image/"):
-            if not request.data:
+            if not parsed:
                 raise InvalidInput("The request body is empty.", code="no_input")
-            image = services.ImageInput(data=request.data, content_type=media)
+            image = services.ImageInput(data=parsed, content_type=media)
             return services.PredictionRequest(images=[image], top_k=k), None
         files = request.FILES.getlist("image") if hasattr(request, "FILES") else []
         if files:
@@ -214,11 +220,11 @@ class PredictApi(APIView):
                 services.ImageInput(data=f.read(), content_type=f.content_type or "", filename=f.name)
                 for f in files
             ]
-            body_k = None if top_k else request.data.get("top_k")
+            body_k = None if top_k else parsed.get("top_k")
             return services.PredictionRequest(images=images, top_k=k), body_k
         if media.startswith("multipart/"):
             raise InvalidInput("Send the image as a multipart file field named 'image'.", code="no_input")
-        fields = request.data
+        fields = parsed
         body_k = None
         if hasattr(fields, "items") and "top_k" in fields:  # checked by the caller, after the inputs
             body_k = None if top_k else fields["top_k"]
@@ -231,7 +237,7 @@ class PredictApi(APIView):
         if len(given) != 1:
             raise InvalidInput("Send exactly one of 'image', 'images' or 'inputs'.", code="no_input")
         if "inputs" in data:
-            return services.PredictionRequest(inputs=request.data["inputs"], top_k=k), body_k
+            return services.PredictionRequest(inputs=parsed["inputs"], top_k=k), body_k
         raw = [data["image"]] if "image" in data else data["images"]
         if not raw:
             raise InvalidInput("'images' is empty.", code="no_input")

@@ -2,10 +2,10 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.http import query_data
@@ -50,7 +50,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
         ]
 
     def get_api_key(self, obj: Prediction) -> str | None:
-        return f"mlp_{obj.api_key.prefix}" if obj.api_key_id else None
+        return f"mlp_{obj.api_key.prefix}" if obj.api_key is not None else None
 
 
 class PredictionCursorPagination(CursorPagination):
@@ -68,7 +68,9 @@ class PredictionListApi(APIView):
         model = serializers.SlugField(required=False)
         version = serializers.IntegerField(min_value=1, required=False)
         status = serializers.ChoiceField(choices=Prediction.Status.choices, required=False)
-        source = serializers.ChoiceField(choices=Prediction.Source.choices, required=False)
+        # DRF's metaclass takes declared fields off the class, so this never shadows
+        # Field.source, as the stubs believe.
+        source = serializers.ChoiceField(choices=Prediction.Source.choices, required=False)  # type: ignore[assignment]
         since = serializers.DateTimeField(required=False)
         until = serializers.DateTimeField(required=False)
         request_id = serializers.CharField(required=False)
@@ -83,7 +85,7 @@ class PredictionListApi(APIView):
         parameters=[PredictionFilterSerializer],
         responses={200: PredictionOutputSerializer(many=True), **error_responses(400)},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         filters = self.PredictionFilterSerializer(data=query_data(request))
         filters.is_valid(raise_exception=True)
         predictions = selectors.prediction_list(

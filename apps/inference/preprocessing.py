@@ -74,7 +74,7 @@ class DecodedImage:
 
 
 def fast_decode_enabled(preprocessing: dict[str, Any] | None) -> bool:
-    return bool(preprocessing) and bool(preprocessing.get("fast_decode", FAST_DECODE_DEFAULT))
+    return bool(preprocessing and preprocessing.get("fast_decode", FAST_DECODE_DEFAULT))
 
 
 def draft_request(preprocessing: dict[str, Any] | None) -> tuple[int, int] | None:

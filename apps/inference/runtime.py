@@ -90,7 +90,7 @@ _WARM_UP_DTYPES = {
 def _warm_up(session: ort.InferenceSession) -> None:
     """One run on zeros of the declared shapes (dynamic dims as 1), so the first
     real request does not pay for lazy initialisation."""
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for arg in session.get_inputs():
         dims = arg.shape if isinstance(arg.shape, list) else []
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]

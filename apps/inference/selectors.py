@@ -4,12 +4,13 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.accounts.models import ApiKey, User
+from apps.accounts.credentials import Credential
+from apps.accounts.models import User
 from apps.inference.models import Prediction
 
 
 def prediction_list(
-    *, user: User, filters: dict[str, Any], api_key: ApiKey | None = None
+    *, user: User, filters: dict[str, Any], api_key: Credential | None = None
 ) -> QuerySet[Prediction]:
     """The rows the caller may see, newest first, filtered: their own (staff: everyone's), and
     with a key limited to named models only those models' (`Prediction.objects.visible_to`)."""

@@ -53,7 +53,9 @@ def preload_targets() -> list[ModelAlias]:
         .select_related("version", "model")
         .order_by("model__name", "name")
     )
-    chosen, seen, total = [], set(), 0
+    chosen: list[ModelAlias] = []
+    seen: set[tuple[int, str]] = set()
+    total = 0
     for alias in aliases:
         key = (alias.version.pk, alias.version.sha256)
         if key in seen:

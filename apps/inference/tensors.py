@@ -100,7 +100,7 @@ def _check_range(name: str, array: np.ndarray, dtype: Any) -> None:
     if target.kind == "f":
         with np.errstate(over="ignore"):
             fits = not np.isinf(values.astype(target)).any()
-        limits = np.finfo(target)
+        limits: np.finfo[Any] | np.iinfo[Any] = np.finfo(target)
     else:
         limits = np.iinfo(target)
         if array.dtype.kind == "f":  # float(max) + 1 is a power of two: exact, unlike max itself

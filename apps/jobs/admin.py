@@ -13,8 +13,9 @@ from apps.jobs.services import job_cancel, job_retry
 
 class WebhookDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = WebhookDelivery
-    fields = ["attempt", "url", "status_code", "succeeded", "error", "duration_ms", "created_at"]
-    readonly_fields = fields
+    # A tuple: the stubs type `fields` and `readonly_fields` differently, and only a tuple is both.
+    readonly_fields = ("attempt", "url", "status_code", "succeeded", "error", "duration_ms", "created_at")
+    fields = readonly_fields
     max_num = 0
 
 

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import request_api_key
 from apps.core.http import query_data
@@ -55,7 +56,7 @@ class JobListCreateApi(APIView):
         parameters=[JobFilterSerializer],
         responses={200: JobOutputSerializer(many=True), **error_responses(400)},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         filters = self.JobFilterSerializer(data=query_data(request))
         filters.is_valid(raise_exception=True)
         jobs = selectors.job_list(
@@ -106,7 +107,7 @@ class JobListCreateApi(APIView):
             **error_responses(400, 403, 404, 409, 413, 415, 422, 429),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         submission = submission_from_request(request)
         job, created = services.job_submit(submission=submission)
         log_context(request).update(model=job.model_name, version=job.version_number, job=str(job.pk))
@@ -117,12 +118,12 @@ class JobDetailApi(APIView):
     required_scope = ApiKey.Scope.JOBS
 
     @extend_schema(operation_id="jobs_retrieve", responses={200: JobOutputSerializer, **error_responses(404)})
-    def get(self, request: Request, job_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, job_id: str) -> Response:
         job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         return Response(JobOutputSerializer(job).data)
 
     @extend_schema(operation_id="jobs_delete", responses={204: None, **error_responses(404, 409)})
-    def delete(self, request: Request, job_id: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, job_id: str) -> Response:
         """Delete a finished job and its stored inputs; its audit rows (predictions) stay."""
         job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         services.job_delete(job=job)
@@ -137,7 +138,7 @@ class JobCancelApi(APIView):
         request=None,
         responses={200: JobOutputSerializer, 202: JobOutputSerializer, **error_responses(404, 409)},
     )
-    def post(self, request: Request, job_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, job_id: str) -> Response:
         """A queued job is cancelled at once (200); a running one stops after its current batch (202)."""
         job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         job = services.job_cancel(job=job)
@@ -174,7 +175,7 @@ class JobResultsApi(APIView):
             **error_responses(400, 404),
         },
     )
-    def get(self, request: Request, job_id: str) -> Any:
+    def get(self, request: AuthenticatedRequest, job_id: str) -> Any:
         """Finished items in input order (cursor-paginated), or all of them streamed."""
         job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         params = self.ResultFilterSerializer(data=query_data(request))
@@ -236,7 +237,7 @@ class JobWebhookDeliveriesApi(APIView):
         operation_id="jobs_webhook_deliveries",
         responses={200: WebhookDeliveryOutputSerializer(many=True), **error_responses(404)},
     )
-    def get(self, request: Request, job_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, job_id: str) -> Response:
         """Every attempt to deliver this job's webhook."""
         job = selectors.job_get_visible(user=request.user, job_id=job_id, api_key=request_api_key(request))
         return paginated_response(
@@ -270,7 +271,7 @@ class WebhookSecretApi(APIView):
         )
 
     @extend_schema(operation_id="webhook_secret_retrieve", responses={200: WebhookSecretOutputSerializer})
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         """The secret that signs your webhooks (Standard Webhooks: webhook-id, webhook-timestamp,
         webhook-signature; and the legacy X-MLPlatform-Signature for a transition period)."""
         return Response(self.WebhookSecretOutputSerializer(webhooks.secret_for(request.user)).data)
@@ -280,7 +281,7 @@ class WebhookSecretApi(APIView):
         request=WebhookSecretRotateInputSerializer,
         responses={200: WebhookSecretOutputSerializer, **error_responses(400)},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         """Replace the secret. Deliveries from now on are signed with the new one and, until
         `previous_valid_until`, with the replaced one too (both in webhook-signature)."""
         body = self.WebhookSecretRotateInputSerializer(data=request.data)

@@ -9,6 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.authentication import client_address
 from apps.accounts.permissions import request_api_key
 from apps.core.exceptions import InvalidInput
@@ -37,14 +38,17 @@ class JobJsonInputSerializer(JobSubmitSerializer):
 
 
 def submission_from_request(
-    request: Request, *, model: str | None = None, images: list[Any] | None = None
+    request: AuthenticatedRequest, *, model: str | None = None, images: list[Any] | None = None
 ) -> services.JobSubmission:
     """A JobSubmission from a job request (or, with `model`, from a predict request whose
     version, alias and top_k come in the query; `images` when its body is already parsed)."""
     key = parse_idempotency_key(request.headers.get("Idempotency-Key", ""))
     services.job_admit(api_key=request_api_key(request), body_bytes=content_length(request))
     is_multipart = media_type(request).startswith("multipart/")
-    data = request.data if hasattr(request.data, "get") else {}
+    # request.data is whatever the parser made (the stubs say a dict or a list): a dict, a
+    # QueryDict, or RawImageParser's bytes.
+    parsed: Any = request.data
+    data = parsed if hasattr(parsed, "get") else {}
     fields = {k: data.get(k) for k in ("model", "version", "alias", "top_k", "webhook_url") if data.get(k)}
     if model is not None:
         # As the synchronous predict reads them: the version from the query only, top_k from
@@ -71,7 +75,7 @@ def submission_from_request(
     if images is not None:  # a predict body, already parsed
         submission.sources = [inputs.parsed_images(images)]
     elif media_type(request).startswith("image/"):
-        body = request.data if isinstance(request.data, bytes) else b""
+        body = parsed if isinstance(parsed, bytes) else b""
         if not body:
             raise InvalidInput("The request body is empty.", code="empty_job")
         submission.sources = [iter([inputs.JobInput(data=body, content_type=media_type(request))])]
@@ -83,8 +87,8 @@ def submission_from_request(
         submission.sources += [inputs.archive_inputs(a) for a in request.FILES.getlist("archive")]
     else:
         if model is None:  # a predict body was checked by the predict view's own rules
-            body = JobJsonInputSerializer(data=data)
-            body.is_valid(raise_exception=True)
+            checked = JobJsonInputSerializer(data=data)
+            checked.is_valid(raise_exception=True)
         given = [name for name in ("images", "inputs", "image") if name in data]
         if len(given) != 1:
             raise InvalidInput("Send exactly one of 'images' or 'inputs'.", code="no_input")

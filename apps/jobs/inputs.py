@@ -168,7 +168,9 @@ def _tar_inputs(archive: tarfile.TarFile) -> Iterator[JobInput]:
     entries = skipped = 0
     try:
         while (member := archive.next()) is not None:
-            archive.members = []  # tarfile keeps every header it reads; this reader needs none
+            # tarfile keeps every header it reads; this reader needs none. (typeshed leaves
+            # the attribute out.)
+            archive.members = []  # type: ignore[attr-defined]
             entries += 1
             if entries > settings.JOB_MAX_ITEMS * 2:
                 raise PayloadTooLarge("The archive has too many entries.", code="too_many_items")

@@ -5,7 +5,8 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.accounts.models import ApiKey, User
+from apps.accounts.credentials import Credential
+from apps.accounts.models import User
 from apps.core.exceptions import NotFound
 from apps.jobs.models import BatchJob, JobItem
 
@@ -15,7 +16,7 @@ def jobs_with_idempotency_key(*, user: User, key: str) -> QuerySet[BatchJob]:
     return BatchJob.objects.filter(owner=user, idempotency_key=key)
 
 
-def job_list(*, user: User, filters: dict[str, Any], api_key: ApiKey | None = None) -> QuerySet[BatchJob]:
+def job_list(*, user: User, filters: dict[str, Any], api_key: Credential | None = None) -> QuerySet[BatchJob]:
     """The jobs the caller may see (`BatchJob.objects.visible_to`), newest first, filtered."""
     jobs = BatchJob.objects.visible_to(user, api_key)
     if filters.get("status"):
@@ -29,7 +30,7 @@ def job_list(*, user: User, filters: dict[str, Any], api_key: ApiKey | None = No
     return jobs.order_by("-created_at")
 
 
-def job_get_visible(*, user: User, job_id: Any, api_key: ApiKey | None = None) -> BatchJob:
+def job_get_visible(*, user: User, job_id: Any, api_key: Credential | None = None) -> BatchJob:
     """The job, or 404 when it does not exist, is someone else's (staff see all), or is on a
     model the caller's key is not granted."""
     job = BatchJob.objects.visible_to(user, api_key).filter(pk=job_id).first()

@@ -3,6 +3,9 @@ class for applications (OAUTH2_PROVIDER["APPLICATION_ADMIN_CLASS"]) and its own 
 grants and refresh tokens, which mask the stored values. This module must not import the
 toolkit's admin module, which imports this one by name."""
 
+from typing import TYPE_CHECKING, Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,6 +14,9 @@ from django.utils.html import format_html
 
 from apps.oauth import services
 from apps.oauth.models import Application
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups  # the stubs' name for a fields list
 
 
 class ApplicationAdmin(admin.ModelAdmin):
@@ -33,8 +39,8 @@ class ApplicationAdmin(admin.ModelAdmin):
     radio_fields = {"client_type": admin.HORIZONTAL, "authorization_grant_type": admin.VERTICAL}
     actions = ["disable", "enable", "revoke_tokens"]
 
-    def get_fields(self, request: HttpRequest, obj: Application | None = None) -> list[str]:
-        fields = [
+    def get_fields(self, request: HttpRequest, obj: Application | None = None) -> "_FieldGroups":
+        fields: _FieldGroups = [
             "name",
             "user",
             "authorization_grant_type",
@@ -51,8 +57,10 @@ class ApplicationAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Application | None = None) -> list[str]:
         return ["client_id", "disabled_at"] if obj is not None else []
 
-    def get_form(self, request: HttpRequest, obj: Application | None = None, **kwargs: object) -> type:
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: Application | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change, **kwargs)
         if obj is None:
             form.base_fields[
                 "client_secret"

@@ -16,7 +16,7 @@ from oauth2_provider.models import AbstractApplication, ApplicationManager
 from apps.accounts.models import ApiKey
 
 # The platform's scopes, as API keys have them, with what the consent page tells a user.
-SCOPES = {
+SCOPES: dict[str, str] = {
     ApiKey.Scope.MODELS_READ: "Read the models, versions and aliases you can see.",
     ApiKey.Scope.MODELS_WRITE: "Change your models: upload versions, move aliases, grant roles.",
     ApiKey.Scope.PREDICT: "Make predictions with the models you can use, and read their audit trail.",

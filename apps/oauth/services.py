@@ -3,7 +3,9 @@ and the authorization codes redeemed (RFC 6749 §4.1.2)."""
 
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -24,7 +26,7 @@ from apps.oauth.models import Application, RedeemedCode
 logger = logging.getLogger(__name__)
 
 # The API's names for the two grants an application may use, and the toolkit's.
-GRANT_TYPES = {
+GRANT_TYPES: dict[str, str] = {
     "client_credentials": Application.GRANT_CLIENT_CREDENTIALS,
     "authorization_code": Application.GRANT_AUTHORIZATION_CODE,
 }
@@ -65,7 +67,7 @@ def application_create(
     return RegisteredApplication(application=application, client_secret=secret)
 
 
-def application_update(*, application: Application, **changes: object) -> Application:
+def application_update(*, application: Application, **changes: Any) -> Application:
     """Change name, redirect_uris (a list), scopes, model_names, or `disabled` (bool). Narrower
     scopes or models apply to the tokens already issued at once: a token's scopes are read
     against its application's on every request, and saving evicts the cached tokens."""
@@ -121,7 +123,7 @@ def application_revoke_tokens(*, application: Application) -> int:
     return deleted
 
 
-def code_redeemed(code: str, application: Application, token_family: object) -> None:
+def code_redeemed(code: str, application: Application, token_family: uuid.UUID | None) -> None:
     """Remember that `code` was exchanged, and for which refresh-token family."""
     RedeemedCode.objects.create(
         code_checksum=tokens.checksum(code), application=application, token_family=token_family

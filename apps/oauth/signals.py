@@ -1,6 +1,8 @@
 """Keep cached access tokens in step with the rows they were read from: a revoked token (the
 toolkit deletes it), a changed or disabled application, a deactivated user or owner."""
 
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
@@ -10,6 +12,9 @@ from oauth2_provider.models import get_access_token_model
 from apps.accounts.models import User
 from apps.oauth.authentication import forget_tokens, live_token_checksums
 from apps.oauth.models import Application
+
+if TYPE_CHECKING:
+    from oauth2_provider.models import AccessToken
 
 
 def _forget_now_and_on_commit(checksums: list[str]) -> None:
@@ -21,7 +26,7 @@ def _forget_now_and_on_commit(checksums: list[str]) -> None:
 
 
 @receiver([post_save, post_delete], sender=get_access_token_model())
-def forget_cached_token(sender: type, instance: object, **kwargs: object) -> None:
+def forget_cached_token(sender: type, instance: "AccessToken", **kwargs: object) -> None:
     _forget_now_and_on_commit([instance.token_checksum])
 
 

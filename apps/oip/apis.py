@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.authentication import client_address
 from apps.accounts.models import ApiKey
 from apps.accounts.permissions import ApiKeyScope, request_api_key
@@ -114,7 +115,7 @@ class ModelMetadataApi(OipView):
             **_ERRORS,
         },
     )
-    def get(self, request: Request, name: str, version: str = "") -> Response:
+    def get(self, request: AuthenticatedRequest, name: str, version: str = "") -> Response:
         return Response(
             services.model_metadata(
                 user=request.user, api_key=request_api_key(request), name=name, version=version
@@ -124,7 +125,7 @@ class ModelMetadataApi(OipView):
 
 class ModelReadyApi(OipView):
     @extend_schema(tags=[TAG], operation_id="v2_model_ready", responses={200: None, 400: None, **_ERRORS})
-    def get(self, request: Request, name: str, version: str = "") -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, name: str, version: str = "") -> HttpResponse:
         ready = services.model_ready(
             user=request.user, api_key=request_api_key(request), name=name, version=version
         )
@@ -146,7 +147,7 @@ class ModelInferApi(OipView):
             "deflate. A single BYTES input to an image model carries encoded images."
         ),
     )
-    def post(self, request: Request, name: str, version: str = "") -> HttpResponse:
+    def post(self, request: AuthenticatedRequest, name: str, version: str = "") -> HttpResponse:
         caller = Caller(
             user=request.user,
             api_key=request_api_key(request),
@@ -206,7 +207,7 @@ class RepositoryIndexApi(OipView):
             **_ERRORS,
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         ready = rest.read_json_object(request.body).get("ready", False) is True
         return Response(
             services.repository_index(user=request.user, api_key=request_api_key(request), ready_only=ready)
@@ -223,7 +224,7 @@ class RepositoryLoadApi(OipView):
     @extend_schema(
         tags=[TAG], operation_id="v2_repository_model_action", request=None, responses={200: None, **_ERRORS}
     )
-    def post(self, request: Request, name: str, action: str) -> HttpResponse:
+    def post(self, request: AuthenticatedRequest, name: str, action: str) -> HttpResponse:
         version = services.target(
             user=request.user, api_key=request_api_key(request), name=name, version=""
         ).version

@@ -114,4 +114,5 @@ def raw_bytes(tensor: OutputTensor) -> bytes:
     if tensor.elements is not None:
         return b"".join(struct.pack("<I", len(e)) + e for e in tensor.elements)
     array = tensor.array
+    assert array is not None  # an output tensor has its elements or its array
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

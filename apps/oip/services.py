@@ -10,20 +10,28 @@ preprocessed with the version's preprocessing config, one audit row each.
 """
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 
-from apps.accounts.models import ApiKey, User
+from apps.accounts.credentials import Credential
+from apps.accounts.models import User
 from apps.core.exceptions import ApplicationError, InvalidInput, NotFound
 from apps.core.views import readiness_checks
 from apps.inference import pipeline, postprocessing
 from apps.inference.services import Caller, record_refusal, run_strict
 from apps.inference.targets import Target, check_servable, resolve_target
 from apps.oip.datatypes import BYTES, oip_datatype
-from apps.oip.protocol import InferInput, InferRequest, InferResponse, OutputTensor, bad_request
+from apps.oip.protocol import (
+    InferInput,
+    InferRequest,
+    InferResponse,
+    OutputTensor,
+    RequestedOutput,
+    bad_request,
+)
 from apps.registry.models import MLModel, ModelVersion
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
@@ -45,7 +53,9 @@ def server_ready() -> bool:
     return all(check["ok"] for check in readiness_checks(("database", "model_store", "models")).values())
 
 
-def target(*, user: User, api_key: ApiKey | None, name: str, version: str, routing_key: str = "") -> Target:
+def target(
+    *, user: User, api_key: Credential | None, name: str, version: str, routing_key: str = ""
+) -> Target:
     """The model and version a protocol request names, with the platform's answers: 404 for a
     model the caller cannot see (never saying it exists), 403 for a key limited to others."""
     if version.isascii() and version.isdigit():
@@ -62,7 +72,7 @@ def target(*, user: User, api_key: ApiKey | None, name: str, version: str, routi
     )
 
 
-def model_metadata(*, user: User, api_key: ApiKey | None, name: str, version: str) -> dict[str, Any]:
+def model_metadata(*, user: User, api_key: Credential | None, name: str, version: str) -> dict[str, Any]:
     model, found, _, _ = target(user=user, api_key=api_key, name=name, version=version)
     versions = [str(v.number) for v in model.versions.order_by("number") if v.is_servable]
     return {
@@ -81,11 +91,13 @@ def _tensor_metadata(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def model_ready(*, user: User, api_key: ApiKey | None, name: str, version: str) -> bool:
+def model_ready(*, user: User, api_key: Credential | None, name: str, version: str) -> bool:
     return target(user=user, api_key=api_key, name=name, version=version)[1].is_servable
 
 
-def repository_index(*, user: User, api_key: ApiKey | None, ready_only: bool = False) -> list[dict[str, Any]]:
+def repository_index(
+    *, user: User, api_key: Credential | None, ready_only: bool = False
+) -> list[dict[str, Any]]:
     """Every version of every model the caller can see, with its state."""
     models = MLModel.objects.visible_to(user, api_key).prefetch_related("versions").order_by("name")
     index = []
@@ -198,7 +210,7 @@ def _merged(outcomes: list[pipeline.Outcome]) -> dict[str, np.ndarray]:
 def _outputs(
     version: ModelVersion, request: InferRequest, arrays: dict[str, np.ndarray]
 ) -> list[OutputTensor]:
-    wanted = request.outputs or [None] * len(arrays)
+    wanted: Sequence[RequestedOutput | None] = request.outputs or [None] * len(arrays)
     names = [o.name for o in request.outputs] or list(arrays)
     tensors = []
     for name, asked in zip(names, wanted, strict=True):

@@ -5,9 +5,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.core.exceptions import NotFound
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
@@ -77,8 +77,10 @@ class OptimizationOutputSerializer(serializers.ModelSerializer):
 
 
 def _evaluation_set(model: Any, name: str | None) -> EvaluationSet | None:
-    if not name:
-        return None
+    return _evaluation_set_named(model, name) if name else None
+
+
+def _evaluation_set_named(model: Any, name: str) -> EvaluationSet:
     found = EvaluationSet.objects.filter(model=model, name=name).first()
     if found is None:
         raise NotFound(
@@ -101,7 +103,7 @@ class EvaluationSetListApi(RegistryApi):
         operation_id="evaluation_sets_list",
         responses={200: EvaluationSetOutputSerializer(many=True), **error_responses(404)},
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = visible_model(request, name)
         return paginated_response(request, self, model.evaluation_sets.all(), EvaluationSetOutputSerializer)
 
@@ -110,7 +112,7 @@ class EvaluationSetListApi(RegistryApi):
         request={"multipart/form-data": EvaluationSetInputSerializer},
         responses={201: EvaluationSetOutputSerializer, **error_responses(400, 403, 404, 409, 413, 422)},
     )
-    def post(self, request: Request, name: str) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str) -> Response:
         model = writable_model(request, name)
         data = self.EvaluationSetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -129,14 +131,14 @@ class EvaluationSetDetailApi(RegistryApi):
         operation_id="evaluation_sets_retrieve",
         responses={200: EvaluationSetOutputSerializer, **error_responses(404)},
     )
-    def get(self, request: Request, name: str, set_name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str, set_name: str) -> Response:
         model = visible_model(request, name)
-        return Response(EvaluationSetOutputSerializer(_evaluation_set(model, set_name)).data)
+        return Response(EvaluationSetOutputSerializer(_evaluation_set_named(model, set_name)).data)
 
     @extend_schema(operation_id="evaluation_sets_destroy", responses={204: None, **error_responses(403, 404)})
-    def delete(self, request: Request, name: str, set_name: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, name: str, set_name: str) -> Response:
         model = writable_model(request, name)
-        services.evaluation_set_delete(evaluation_set=_evaluation_set(model, set_name))
+        services.evaluation_set_delete(evaluation_set=_evaluation_set_named(model, set_name))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -175,7 +177,7 @@ class OptimizeApi(RegistryApi):
         request=OptimizeInputSerializer,
         responses={202: OptimizationOutputSerializer, **error_responses(400, 403, 404, 409, 422)},
     )
-    def post(self, request: Request, name: str, number: int) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str, number: int) -> Response:
         """Derive a new version with a recipe, on a worker: 202 and the run to poll."""
         model = writable_model(request, name)
         version = registry_selectors.version_get(model=model, number=number)
@@ -210,7 +212,7 @@ class ModelOptimizationListApi(RegistryApi):
         operation_id="optimizations_list",
         responses={200: OptimizationOutputSerializer(many=True), **error_responses(404)},
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = visible_model(request, name)
         runs = model.optimizations.select_related("source_version", "result_version", "model")
         return paginated_response(request, self, runs, OptimizationOutputSerializer)
@@ -224,7 +226,7 @@ class OptimizationDetailApi(RegistryApi):
             **error_responses(404),
         },
     )
-    def get(self, request: Request, run_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, run_id: str) -> Response:
         run = (
             OptimizationRun.objects.select_related("model", "source_version", "result_version")
             .filter(pk=run_id)

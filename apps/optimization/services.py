@@ -102,7 +102,8 @@ def evaluation_set_create(
 def evaluation_set_delete(*, evaluation_set: EvaluationSet) -> None:
     name = evaluation_set.file.name
     evaluation_set.delete()
-    evaluation_set.file.storage.delete(name)
+    if name is not None:  # every set has its file (the field's type allows None)
+        evaluation_set.file.storage.delete(name)
 
 
 # --- Requesting a run -------------------------------------------------------------------------------
@@ -271,7 +272,12 @@ def _execute(run: OptimizationRun) -> None:
         version = _produce(run, source, source_path)
     # else: an earlier attempt registered the result and died before gating it: gate it now.
     if version.status in (ModelVersion.Status.PENDING, ModelVersion.Status.VALIDATING):
-        version = registry.model_version_validate(version_id=version.pk)
+        validated = registry.model_version_validate(version_id=version.pk)
+        if validated is None:  # deleted meanwhile
+            raise UnprocessableInput(
+                "The optimized model was deleted during its validation.", code="result_invalid"
+            )
+        version = validated
     if version.status != ModelVersion.Status.READY and version.failure_code != "not_evaluated":
         raise UnprocessableInput(
             f"The optimized model failed validation: {version.status_reason}", code="result_invalid"

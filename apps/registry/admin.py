@@ -1,28 +1,34 @@
 """Admin for maintainers: models (the page they work from), versions (with upload), aliases
 and their history, grants. Forms in admin_forms.py, the model page in admin_pages.py."""
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import escape, format_html
 
+from apps.accounts.authenticated import request_user
 from apps.core.admin import ReadOnlyAdminMixin
 from apps.core.exceptions import ApplicationError
 from apps.registry import admin_pages, services
 from apps.registry.admin_forms import AliasForm, VersionEditForm, VersionUploadForm
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups  # the stubs' name for a fields list
+
 
 class ModelAliasInline(admin.TabularInline):
     model = ModelAlias
     extra = 0
-    fields = ["name", "version", "updated_by", "updated_at"]
-    readonly_fields = fields
+    # A tuple: the stubs type `fields` and `readonly_fields` differently, and only a tuple is both.
+    readonly_fields = ("name", "version", "updated_by", "updated_at")
+    fields = readonly_fields
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -43,8 +49,8 @@ class MLModelAdmin(admin.ModelAdmin):
     @admin.display(description="rollouts")
     def rollouts(self, obj: MLModel) -> str:
         """A link to the model's rollouts (their comparison is on each rollout's page)."""
-        if obj.pk is None:
-            return "-"
+        if obj.pk is None:  # the add form's unsaved row (the stubs type pk as never None)
+            return "-"  # type: ignore[unreachable]
         url = reverse("admin:rollouts_rollout_changelist") + f"?model__id__exact={obj.pk}"
         active = obj.rollouts.filter(status="active").values_list("pk", flat=True).first()
         return format_html('<a href="{}">{}</a>', url, f"active: #{active}" if active else "all rollouts")
@@ -62,17 +68,18 @@ class MLModelAdmin(admin.ModelAdmin):
 
     @admin.display(description="production", ordering="production_number")
     def production(self, obj: MLModel) -> str:
-        return f"v{obj.production_number}" if obj.production_number else "-"
+        # Both counts come from get_queryset's annotate(), which the stubs cannot follow.
+        return f"v{obj.production_number}" if obj.production_number else "-"  # type: ignore[attr-defined]
 
     @admin.display(description="versions", ordering="versions_total")
     def versions_count(self, obj: MLModel) -> int:
-        return obj.versions_total
+        return obj.versions_total  # type: ignore[attr-defined]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
 
-    def get_urls(self) -> list:
-        def guarded(view, permission: str):
+    def get_urls(self) -> list[URLPattern]:
+        def guarded(view: Callable[[HttpRequest, int], HttpResponse], permission: str) -> Callable[..., Any]:
             def wrapper(request: HttpRequest, model_id: int) -> HttpResponse:
                 if not request.user.has_perm(permission):
                     raise PermissionDenied
@@ -107,7 +114,9 @@ class MLModelAdmin(admin.ModelAdmin):
             extra_context = {**(extra_context or {}), **admin_pages.model_page_context(request, model)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def get_deleted_objects(self, objs, request: HttpRequest) -> tuple:
+    def get_deleted_objects(
+        self, objs: Sequence[MLModel] | QuerySet[MLModel], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         # The alias history is append-only in the admin, but it is the model's own record and
         # goes with it; the aliases protect their versions from a stray delete, but
@@ -122,7 +131,7 @@ class MLModelAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: MLModel) -> None:
         services.model_delete(model=obj)  # aliases first, files after the commit
 
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MLModel]) -> None:
         for model in queryset:
             services.model_delete(model=model)
 
@@ -159,13 +168,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["registry/console.css"]}
 
-    def get_form(self, request: HttpRequest, obj: ModelVersion | None = None, **kwargs: Any) -> type:
+    def get_form(
+        self, request: HttpRequest, obj: ModelVersion | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         if obj is None:
             # A subclass per request: the uploader must not leak between concurrent requests.
-            return type("VersionUploadForm", (VersionUploadForm,), {"current_user": request.user})
-        return super().get_form(request, obj, form=VersionEditForm, **kwargs)
+            form = type("VersionUploadForm", (VersionUploadForm,), {"current_user": request.user})
+            return cast("type[forms.ModelForm]", form)
+        return super().get_form(request, obj, change, form=VersionEditForm, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ModelVersion | None = None) -> "_FieldGroups":
         if obj is None:
             return ["model", "file", "labels_file", "preprocessing_json", "notes"]
         return self.fields
@@ -176,7 +188,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ModelVersion, form: forms.Form, change: bool) -> None:
         pass  # the add and edit forms' clean() saved through the service, or refused with a form error
 
-    def response_add(self, request: HttpRequest, obj: ModelVersion, post_url_continue: str | None = None):
+    def response_add(
+        self, request: HttpRequest, obj: ModelVersion, post_url_continue: str | None = None
+    ) -> HttpResponse:
         if "_addanother" in request.POST or "_continue" in request.POST:
             return super().response_add(request, obj, post_url_continue)
         # To the model's page, where the new version's status refreshes while it validates.
@@ -220,7 +234,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="artifact")
-    def artifact_name(self, obj: ModelVersion) -> str:
+    def artifact_name(self, obj: ModelVersion) -> str | None:
         return obj.artifact.name  # stored under MODEL_STORE_ROOT; never served over HTTP
 
     @admin.display(description="signature")
@@ -236,7 +250,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return admin_pages.metrics_table(obj.optimization)
 
     @admin.action(description="Archive selected versions")
-    def archive(self, request: HttpRequest, queryset) -> None:
+    def archive(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for version in queryset:
             try:
                 services.model_version_archive(version=version)
@@ -250,10 +264,12 @@ class ModelAliasAdmin(admin.ModelAdmin):
     list_display = ["__str__", "version", "updated_by", "updated_at"]
     list_select_related = ["model", "version", "updated_by"]
 
-    def get_form(self, request: HttpRequest, obj: ModelAlias | None = None, **kwargs: Any) -> type:
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: ModelAlias | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change, **kwargs)
         # A subclass per request: the user must not leak between concurrent requests.
-        return type("AliasForm", (form,), {"current_user": request.user})
+        return cast("type[forms.ModelForm]", type("AliasForm", (form,), {"current_user": request.user}))
 
     def get_readonly_fields(self, request: HttpRequest, obj: ModelAlias | None = None) -> list[str]:
         # Renaming would silently create a second alias; delete and add instead.
@@ -266,11 +282,11 @@ class ModelAliasAdmin(admin.ModelAdmin):
         pass  # AliasForm.clean() set the alias through the service
 
     def delete_model(self, request: HttpRequest, obj: ModelAlias) -> None:
-        services.alias_delete(alias=obj, user=request.user)
+        services.alias_delete(alias=obj, user=request_user(request))
 
-    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ModelAlias]) -> None:
         for alias in queryset:
-            services.alias_delete(alias=alias, user=request.user)
+            services.alias_delete(alias=alias, user=request_user(request))
 
 
 @admin.register(ModelAliasHistory)

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.accounts.models import User
 from apps.core.exceptions import ApplicationError
 from apps.registry import services
 from apps.registry.models import ModelAlias, ModelVersion
@@ -21,12 +22,15 @@ class VersionUploadForm(forms.ModelForm):
         required=False, widget=forms.Textarea(attrs={"rows": 4}), help_text="Preprocessing config as JSON."
     )
 
+    current_user: User | None  # set per request by the admin's get_form
+
     class Meta:
         model = ModelVersion
         fields = ["model", "notes"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns (its stub allows None)
         try:
             labels = cleaned.get("labels_file")
             self.instance = services.model_version_create(
@@ -53,8 +57,9 @@ class VersionEditForm(forms.ModelForm):
         model = ModelVersion
         fields = ["notes", "labels", "preprocessing"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns (its stub allows None)
         if self.errors:
             return cleaned
         data = {name: cleaned[name] for name in self.Meta.fields if name in cleaned}
@@ -69,7 +74,7 @@ class VersionEditForm(forms.ModelForm):
 
 def _error_text(exc: ApplicationError) -> str:
     """The message, with a field-by-field detail when the service gave one."""
-    details = exc.details if isinstance(exc.details, dict) else {}
+    details = exc.details
     parts = [
         f"{field}: {'; '.join(map(str, errors if isinstance(errors, list) else [errors]))}"
         for field, errors in details.items()
@@ -82,7 +87,7 @@ class AliasForm(forms.ModelForm):
     checked (a ready version, no rollout) and logged, a refusal is a form error, and the
     admin's links and "Save and continue" get the alias the service made."""
 
-    current_user = None  # set per request by ModelAliasAdmin.get_form
+    current_user: User | None = None  # set per request by ModelAliasAdmin.get_form
 
     class Meta:
         model = ModelAlias
@@ -91,15 +96,16 @@ class AliasForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         versions = self.fields.get("version")
-        if versions is not None:
+        if isinstance(versions, forms.ModelChoiceField):  # None on a form without the field
             # Only versions an alias may point at; on a change form, only this model's.
             ready = ModelVersion.objects.filter(status=ModelVersion.Status.READY).select_related("model")
             if self.instance.pk is not None:
                 ready = ready.filter(model_id=self.instance.model_id)
             versions.queryset = ready
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns (its stub allows None)
         model = cleaned.get("model") or (self.instance.model if self.instance.pk else None)
         name = cleaned.get("name") or self.instance.name
         version = cleaned.get("version")

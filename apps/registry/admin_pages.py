@@ -6,6 +6,7 @@ The views here are admin views (wrapped by `admin_site.admin_view`, so staff onl
 through the registry's services, as the API does.
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
@@ -16,6 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from apps.accounts.authenticated import request_user
 from apps.core.exceptions import ApplicationError
 from apps.registry import services
 from apps.registry.models import MLModel, ModelAliasHistory, ModelVersion
@@ -28,10 +30,11 @@ HISTORY_ROWS = 20
 def size_text(size: int | None) -> str:
     if not size:
         return "-"
+    amount: float = size
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+        if amount < 1024 or unit == "GiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
     return "-"  # unreachable: the loop returns at GiB
 
 
@@ -46,7 +49,7 @@ def status_badge(version: ModelVersion) -> str:
 
 def origin_text(version: ModelVersion) -> str:
     """Where a version came from: optimized from another version, or converted from a format."""
-    if version.derived_from_id:
+    if version.derived_from is not None:
         recipe = (version.optimization or {}).get("recipe", "")
         return f"v{version.derived_from.number} ({recipe})" if recipe else f"v{version.derived_from.number}"
     converted = getattr(version, "converted_from", None) or {}
@@ -85,7 +88,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     )
 
 
-def _flatten(value: Any, prefix: str = ""):
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(value, dict):
         for key, item in value.items():
             yield from _flatten(item, f"{prefix}.{key}" if prefix else str(key))
@@ -152,7 +155,7 @@ def set_alias(request: HttpRequest, model_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=request.POST.get("version"), model=model)
     name = request.POST.get("alias", "").strip()
     try:
-        services.alias_set(model=model, name=name, version=version, user=request.user)
+        services.alias_set(model=model, name=name, version=version, user=request_user(request))
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.models import User
 from apps.accounts.permissions import RegistryScope, request_api_key
 from apps.core.exceptions import NotFound, PayloadTooLarge
@@ -25,11 +26,11 @@ from apps.registry.preprocessing import PreprocessingConfigSerializer
 _MULTIPART_SLACK_BYTES = 1024 * 1024
 
 
-def visible_model(request: Request, name: str) -> MLModel:
+def visible_model(request: AuthenticatedRequest, name: str) -> MLModel:
     return selectors.model_get_visible(user=request.user, name=name, api_key=request_api_key(request))
 
 
-def writable_model(request: Request, name: str) -> MLModel:
+def writable_model(request: AuthenticatedRequest, name: str) -> MLModel:
     """The model if the user may change it; 404 if they cannot see it, 403 if they only see it."""
     model = visible_model(request, name)
     if not selectors.model_can_write(user=request.user, model=model):
@@ -37,7 +38,7 @@ def writable_model(request: Request, name: str) -> MLModel:
     return model
 
 
-def managed_model(request: Request, name: str) -> MLModel:
+def managed_model(request: AuthenticatedRequest, name: str) -> MLModel:
     """The model if the user owns it (or is an admin): deleting it and granting roles."""
     model = visible_model(request, name)
     if not selectors.model_can_manage(user=request.user, model=model):
@@ -161,7 +162,7 @@ class ModelListCreateApi(RegistryApi):
         operation_id="models_list",
         responses={200: ModelOutputSerializer(many=True), **error_responses()},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         models = selectors.model_list_visible(user=request.user, api_key=request_api_key(request))
         return paginated_response(request, self, models, ModelOutputSerializer)
 
@@ -170,7 +171,7 @@ class ModelListCreateApi(RegistryApi):
         request=ModelCreateInputSerializer,
         responses={201: ModelOutputSerializer, **error_responses(400, 409)},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = self.ModelCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         api_key = request_api_key(request)
@@ -189,7 +190,7 @@ class ModelDetailApi(RegistryApi):
     @extend_schema(
         operation_id="models_retrieve", responses={200: ModelOutputSerializer, **error_responses(404)}
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = visible_model(request, name)
         return Response(ModelOutputSerializer(model).data)
 
@@ -198,7 +199,7 @@ class ModelDetailApi(RegistryApi):
         request=ModelUpdateInputSerializer,
         responses={200: ModelOutputSerializer, **error_responses(400, 403, 404)},
     )
-    def patch(self, request: Request, name: str) -> Response:
+    def patch(self, request: AuthenticatedRequest, name: str) -> Response:
         model = writable_model(request, name)
         serializer = self.ModelUpdateInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -206,7 +207,7 @@ class ModelDetailApi(RegistryApi):
         return Response(ModelOutputSerializer(model).data)
 
     @extend_schema(operation_id="models_destroy", responses={204: None, **error_responses(403, 404)})
-    def delete(self, request: Request, name: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, name: str) -> Response:
         services.model_delete(model=managed_model(request, name))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -252,7 +253,7 @@ class VersionListCreateApi(RegistryApi):
         parameters=[OpenApiParameter("status", str, enum=ModelVersion.Status.values)],
         responses={200: VersionOutputSerializer(many=True), **error_responses(404)},
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = visible_model(request, name)
         status_filter = request.query_params.get("status")
         # the documented enum; an empty value too is not one of it
@@ -267,7 +268,7 @@ class VersionListCreateApi(RegistryApi):
         request={"multipart/form-data": VersionUploadInputSerializer},
         responses={201: VersionOutputSerializer, **error_responses(400, 403, 404, 409, 413, 415, 422)},
     )
-    def post(self, request: Request, name: str) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str) -> Response:
         model = writable_model(request, name)
         # Refuse an oversized body before parsing (and spooling) it.
         length = content_length(request)
@@ -302,7 +303,7 @@ class VersionDetailApi(RegistryApi):
     @extend_schema(
         operation_id="versions_retrieve", responses={200: VersionOutputSerializer, **error_responses(404)}
     )
-    def get(self, request: Request, name: str, number: int) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str, number: int) -> Response:
         model = visible_model(request, name)
         return Response(VersionOutputSerializer(selectors.version_get(model=model, number=number)).data)
 
@@ -311,14 +312,15 @@ class VersionDetailApi(RegistryApi):
         request=VersionUpdateInputSerializer,
         responses={200: VersionOutputSerializer, **error_responses(400, 403, 404)},
     )
-    def patch(self, request: Request, name: str, number: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, name: str, number: int) -> Response:
         model = writable_model(request, name)
         version = selectors.version_get(model=model, number=number)
         serializer = self.VersionUpdateInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         if "preprocessing" in data:
-            data["preprocessing"] = request.data["preprocessing"]  # re-validated, unknown keys refused
+            # As sent: re-validated, unknown keys refused
+            data["preprocessing"] = serializer.initial_data["preprocessing"]
         version = services.model_version_update(version=version, data=data)
         return Response(VersionOutputSerializer(version).data)
 
@@ -329,7 +331,7 @@ class VersionArchiveApi(RegistryApi):
         request=None,
         responses={200: VersionOutputSerializer, **error_responses(403, 404, 409)},
     )
-    def post(self, request: Request, name: str, number: int) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str, number: int) -> Response:
         model = writable_model(request, name)
         version = services.model_version_archive(version=selectors.version_get(model=model, number=number))
         return Response(VersionOutputSerializer(version).data)
@@ -342,7 +344,7 @@ class AliasListApi(RegistryApi):
     @extend_schema(
         operation_id="aliases_list", responses={200: AliasOutputSerializer(many=True), **error_responses(404)}
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = visible_model(request, name)
         return Response(AliasOutputSerializer(selectors.alias_list(model=model), many=True).data)
 
@@ -357,7 +359,7 @@ class AliasDetailApi(RegistryApi):
     @extend_schema(
         operation_id="aliases_retrieve", responses={200: AliasOutputSerializer, **error_responses(404)}
     )
-    def get(self, request: Request, name: str, alias: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str, alias: str) -> Response:
         model = visible_model(request, name)
         return Response(AliasOutputSerializer(selectors.alias_get(model=model, name=alias)).data)
 
@@ -366,7 +368,7 @@ class AliasDetailApi(RegistryApi):
         request=AliasSetInputSerializer,
         responses={200: AliasOutputSerializer, **error_responses(400, 403, 404, 409)},
     )
-    def put(self, request: Request, name: str, alias: str) -> Response:
+    def put(self, request: AuthenticatedRequest, name: str, alias: str) -> Response:
         model = writable_model(request, name)
         serializer = self.AliasSetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -381,7 +383,7 @@ class AliasDetailApi(RegistryApi):
         return Response(AliasOutputSerializer(result).data)
 
     @extend_schema(operation_id="aliases_destroy", responses={204: None, **error_responses(403, 404)})
-    def delete(self, request: Request, name: str, alias: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, name: str, alias: str) -> Response:
         model = writable_model(request, name)
         services.alias_delete(alias=selectors.alias_get(model=model, name=alias), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -395,7 +397,7 @@ class AliasHistoryApi(RegistryApi):
         parameters=[OpenApiParameter("alias", str, description="Only this alias's changes.")],
         responses={200: AliasHistoryOutputSerializer(many=True), **error_responses(404)},
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = visible_model(request, name)
         history = selectors.alias_history_list(model=model, name=request.query_params.get("alias"))
         return paginated_response(request, self, history, AliasHistoryOutputSerializer)
@@ -418,7 +420,7 @@ class GrantListApi(RegistryApi):
         operation_id="grants_list",
         responses={200: GrantOutputSerializer(many=True), **error_responses(403, 404)},
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = writable_model(request, name)
         return Response(GrantOutputSerializer(selectors.grant_list(model=model), many=True).data)
 
@@ -432,7 +434,7 @@ class GrantDetailApi(RegistryApi):
         request=GrantSetInputSerializer,
         responses={200: GrantOutputSerializer, **error_responses(400, 403, 404)},
     )
-    def put(self, request: Request, name: str, username: str) -> Response:
+    def put(self, request: AuthenticatedRequest, name: str, username: str) -> Response:
         model = managed_model(request, name)
         serializer = self.GrantSetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -445,7 +447,7 @@ class GrantDetailApi(RegistryApi):
         return Response(GrantOutputSerializer(grant).data)
 
     @extend_schema(operation_id="grants_destroy", responses={204: None, **error_responses(403, 404)})
-    def delete(self, request: Request, name: str, username: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, name: str, username: str) -> Response:
         model = managed_model(request, name)
         services.grant_delete(model=model, username=username)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -174,7 +174,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 def _torch_check_inputs(
     torch: ModuleType, examples: tuple, random_checks: int, dynamic_batch: bool, seed: int
-):
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """(label, inputs) pairs to compare on: the examples, then random inputs."""
     generator = torch.Generator().manual_seed(seed)
     yield "example inputs", examples

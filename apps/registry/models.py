@@ -16,10 +16,11 @@ from apps.core.models import TimeStampedModel
 from apps.registry.storage import model_store
 
 if TYPE_CHECKING:
-    from apps.accounts.models import ApiKey, User
+    from apps.accounts.credentials import Credential
+    from apps.accounts.models import User
 
 
-def key_limit(api_key: "ApiKey | None", field: str = "name") -> Q:
+def key_limit(api_key: "Credential | None", field: str = "name") -> Q:
     """A key's model names as a filter on `field` (a model name): no condition without a key
     or for a key without names, which may use every model its owner may. The same test as
     `ApiKey.allows_model`, for a query."""
@@ -38,7 +39,7 @@ class VisibleQuerySet(models.QuerySet):
         """The rows a user who is not staff sees, before any key limit."""
         raise NotImplementedError
 
-    def visible_to(self, user: "User", api_key: "ApiKey | None" = None) -> Self:
+    def visible_to(self, user: "User", api_key: "Credential | None" = None) -> Self:
         """What `user` may see through `api_key` (None for a session or a JWT). A key never
         sees more than its owner, and a limited one only its models' rows."""
         rows = self if user.is_staff else self.filter(self.theirs(user))
@@ -81,7 +82,7 @@ class MLModel(TimeStampedModel):
     def __str__(self) -> str:
         return self.name
 
-    def is_visible_to(self, user: "User", api_key: "ApiKey | None" = None) -> bool:
+    def is_visible_to(self, user: "User", api_key: "Credential | None" = None) -> bool:
         """`MLModel.objects.visible_to` for this one model, already in hand (a prediction's
         cached model): no query for staff, the owner or an internal model; otherwise one for
         a grant, read on each call so that a revoked grant applies at once."""

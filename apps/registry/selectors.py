@@ -3,17 +3,18 @@
 from django.db.models import QuerySet
 from rest_framework.exceptions import PermissionDenied
 
-from apps.accounts.models import ApiKey, User
+from apps.accounts.credentials import Credential
+from apps.accounts.models import User
 from apps.core.exceptions import NotFound
 from apps.registry.models import MLModel, ModelAlias, ModelAliasHistory, ModelGrant, ModelVersion
 
 
-def model_list_visible(*, user: User, api_key: ApiKey | None = None) -> QuerySet[MLModel]:
+def model_list_visible(*, user: User, api_key: Credential | None = None) -> QuerySet[MLModel]:
     """The models the caller may see (the rule: `MLModel.objects.visible_to`)."""
     return MLModel.objects.visible_to(user, api_key).select_related("owner")
 
 
-def model_get_visible(*, user: User, name: str, api_key: ApiKey | None = None) -> MLModel:
+def model_get_visible(*, user: User, name: str, api_key: Credential | None = None) -> MLModel:
     """The model, or NotFound when it does not exist *or* the user may not see it,
     so that names of private models do not leak. A key not granted this model
     name gets 403 whether or not the model exists."""

@@ -13,11 +13,11 @@ class ModelStore(FileSystemStorage):
     Swapping in an S3-compatible storage is a matter of replacing this class."""
 
     @property
-    def base_location(self) -> str:  # type: ignore[override]
+    def base_location(self) -> str:
         return str(settings.MODEL_STORE_ROOT)
 
     @property
-    def location(self) -> str:  # type: ignore[override]
+    def location(self) -> str:
         return os.path.abspath(self.base_location)
 
     @property
@@ -28,6 +28,15 @@ class ModelStore(FileSystemStorage):
 model_store = ModelStore()
 
 
-def local_path(name: str) -> Path:
-    """A local filesystem path for the artifact `name` (FileSystemStorage only)."""
-    return Path(model_store.path(name))
+def local_path(name: str | None) -> Path:
+    """A local filesystem path for the artifact `name` (FileSystemStorage only). `name` is
+    a file field's (`version.artifact.name`), whose type allows None for an empty field."""
+    return Path(model_store.path(stored_name(name)))
+
+
+def stored_name(name: str | None) -> str:
+    """The name of a stored file, from a file field that holds one (a version's artifact or
+    source once saved, an evaluation set's file): None is an error, said plainly."""
+    if name is None:
+        raise ValueError("The file field holds no file.")
+    return name

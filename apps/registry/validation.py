@@ -7,6 +7,7 @@ web processes, workers and the command line share it unchanged.
 import math
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def _types_holding_tensors() -> frozenset[str]:
 _HOLDING_TENSORS = _types_holding_tensors()
 
 
-def _iter_tensors(message: Any):
+def _iter_tensors(message: Any) -> Iterator[TensorProto]:
     """Every TensorProto anywhere in an ONNX message: initializers, sparse values and
     indices, node attributes, subgraphs, model-local functions, training info. Walked by
     the protobuf schema, so no place a tensor can sit is missed."""
@@ -185,7 +186,9 @@ def _fits(args: list[ort.NodeArg], batch: int, spatial_hint: int | None) -> bool
     return all(math.prod(_test_shape(a, batch, spatial_hint)) <= MAX_TEST_INPUT_VALUES for a in args)
 
 
-def _make_input(arg: ort.NodeArg, batch: int, spatial_hint: int | None, rng: np.random.Generator):
+def _make_input(
+    arg: ort.NodeArg, batch: int, spatial_hint: int | None, rng: np.random.Generator
+) -> np.ndarray:
     dtype = _ORT_DTYPES.get(arg.type)
     if dtype is None:
         raise ModelFileError(

@@ -3,9 +3,11 @@ the candidates); here an admin sees them, with each version's request count and 
 the shadow's agreement with the primary, and aborts."""
 
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
+from apps.accounts.authenticated import request_user
 from apps.core.admin import ReadOnlyAdminMixin
 from apps.core.exceptions import ApplicationError
 from apps.rollouts import pairing, selectors, services
@@ -15,8 +17,9 @@ from apps.rollouts.models import Rollout, RolloutCandidate
 class RolloutCandidateInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = RolloutCandidate
     extra = 0
-    fields = ["version", "weight"]
-    readonly_fields = fields
+    # Tuples: the stubs type `fields` and `readonly_fields` differently, and only a tuple is both.
+    readonly_fields = ("version", "weight")
+    fields = readonly_fields
 
 
 @admin.register(Rollout)
@@ -27,7 +30,7 @@ class RolloutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["status", "model"]
     search_fields = ["model__name", "alias_name"]
     list_select_related = ["model", "primary", "shadow", "created_by"]
-    readonly_fields = [
+    readonly_fields = (
         "model",
         "alias_name",
         "primary",
@@ -50,7 +53,7 @@ class RolloutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "ended_by",
         "ended_at",
-    ]
+    )
     fields = readonly_fields
     inlines = [RolloutCandidateInline]
     actions = ["abort"]
@@ -67,7 +70,7 @@ class RolloutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             f"p50 {s.latency_p50_ms} ms, p95 {s.latency_p95_ms} ms, top-1 {s.top1}"
             for s in selectors.comparison(obj, since=None, until=None)
         ]
-        if obj.shadow_id is not None:
+        if obj.shadow is not None:
             pairs = pairing.paired_stats(obj)
             lines.append(
                 f"shadow v{obj.shadow.number} vs primary: {pairs.comparable} pairs, top-1 agreement "
@@ -80,9 +83,11 @@ class RolloutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return False
 
     @admin.action(description="Abort selected rollouts (the alias stays on the primary)")
-    def abort(self, request: HttpRequest, queryset) -> None:
+    def abort(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         for rollout in queryset:
             try:
-                services.rollout_abort(rollout=rollout, user=request.user, reason="aborted in the admin")
+                services.rollout_abort(
+                    rollout=rollout, user=request_user(request), reason="aborted in the admin"
+                )
             except ApplicationError as exc:
                 self.message_user(request, f"{rollout}: {exc.message}", level=messages.ERROR)

@@ -5,9 +5,9 @@ rollouts; its owner, maintainers and admins start, promote and abort them."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.authenticated import AuthenticatedRequest
 from apps.core.exceptions import InvalidInput
 from apps.core.http import query_data
 from apps.core.pagination import LimitOffsetPagination, paginated_response
@@ -122,7 +122,7 @@ class RolloutListStartApi(RegistryApi):
         operation_id="rollouts_list",
         responses={200: RolloutOutputSerializer(many=True), **error_responses(404)},
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str) -> Response:
         model = visible_model(request, name)
         return paginated_response(request, self, selectors.rollout_list(model=model), RolloutOutputSerializer)
 
@@ -135,7 +135,7 @@ class RolloutListStartApi(RegistryApi):
             "per routing key. Every process routes within LOCAL_CACHE_SECONDS."
         ),
     )
-    def post(self, request: Request, name: str) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str) -> Response:
         model = writable_model(request, name)
         body = self.RolloutStartInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -177,7 +177,7 @@ class RolloutDetailApi(RegistryApi):
         operation_id="rollouts_retrieve",
         responses={200: RolloutDetailOutputSerializer, **error_responses(404)},
     )
-    def get(self, request: Request, name: str, rollout_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str, rollout_id: int) -> Response:
         model = visible_model(request, name)
         rollout = selectors.rollout_get(model=model, rollout_id=rollout_id)
         return Response(RolloutDetailOutputSerializer(rollout).data)
@@ -194,7 +194,7 @@ class RolloutPromoteApi(RegistryApi):
         request=PromoteInputSerializer,
         responses={200: RolloutDetailOutputSerializer, **error_responses(400, 403, 404, 409)},
     )
-    def post(self, request: Request, name: str, rollout_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str, rollout_id: int) -> Response:
         model = writable_model(request, name)
         rollout = selectors.rollout_get(model=model, rollout_id=rollout_id)
         body = self.PromoteInputSerializer(data=request.data)
@@ -215,7 +215,7 @@ class RolloutAbortApi(RegistryApi):
         request=AbortInputSerializer,
         responses={200: RolloutDetailOutputSerializer, **error_responses(400, 403, 404, 409)},
     )
-    def post(self, request: Request, name: str, rollout_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, name: str, rollout_id: int) -> Response:
         model = writable_model(request, name)
         rollout = selectors.rollout_get(model=model, rollout_id=rollout_id)
         body = self.AbortInputSerializer(data=request.data)
@@ -281,7 +281,7 @@ class RolloutComparisonApi(RegistryApi):
             **error_responses(400, 404),
         },
     )
-    def get(self, request: Request, name: str, rollout_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, name: str, rollout_id: int) -> Response:
         model = visible_model(request, name)
         rollout = selectors.rollout_get(model=model, rollout_id=rollout_id)
         window = self.WindowSerializer(data=query_data(request))
@@ -295,7 +295,7 @@ class RolloutComparisonApi(RegistryApi):
 
     @staticmethod
     def _pairs(rollout: Rollout, bounds: dict) -> dict | None:
-        if rollout.shadow_id is None:
+        if rollout.shadow is None:
             return None
         stats = pairing.paired_stats(rollout, **bounds)
         fields = ("shadow_rows", "pairs", "comparable", "agreeing", "agreement", "mean_abs_score_diff")

@@ -64,8 +64,10 @@ def shadow_breach(rollout: Rollout) -> str | None:
     if stats.comparable < rollout.shadow_min_pairs or stats.disagreement is None:
         return None
     if stats.disagreement > rollout.max_shadow_disagreement:
+        shadow = rollout.shadow
+        assert shadow is not None  # a rollout that is shadowing has its shadow
         return (
-            f"v{rollout.shadow.number} flagged: top-1 disagreement {stats.disagreement:.3f} > "
+            f"v{shadow.number} flagged: top-1 disagreement {stats.disagreement:.3f} > "
             f"{rollout.max_shadow_disagreement} over {stats.comparable} pairs"
         )
     return None

@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.inference.models import Prediction
+from apps.registry.models import ModelVersion
 from apps.rollouts import metrics
 from apps.rollouts.models import PRIMARY, SHADOW, Rollout
 
@@ -73,9 +74,12 @@ def paired_stats(
     return stats
 
 
-def primary_rows(rollout: Rollout, request_ids: set[str]) -> dict[tuple[str, int], dict[str, Any] | None]:
-    """(request id, input index) → the primary's output (None when that input failed)."""
-    found: dict[tuple[str, int], dict[str, Any] | None] = {}
+def primary_rows(
+    rollout: Rollout, request_ids: set[str]
+) -> dict[tuple[str, int | None], dict[str, Any] | None]:
+    """(request id, input index) → the primary's output (None when that input failed). The
+    key's index is optional as the column is; a shadow row always has one."""
+    found: dict[tuple[str, int | None], dict[str, Any] | None] = {}
     ids = sorted(request_ids)
     for start in range(0, len(ids), CHUNK):
         rows = (
@@ -113,13 +117,13 @@ def _top_k(output: dict[str, Any] | None) -> list[dict[str, Any]]:
     return top if isinstance(top, list) else []
 
 
-def observe_pairs(rollout: Rollout, request_ids: list[str]) -> None:
-    """Prometheus: count the pairs just written (the worker, after a batch)."""
+def observe_pairs(rollout: Rollout, version: ModelVersion, request_ids: list[str]) -> None:
+    """Prometheus: count the pairs just written (the worker, after a batch of `version`, the
+    shadow)."""
     shadows = Prediction.objects.filter(
         source=Prediction.Source.SHADOW, request_id__in=request_ids, route=SHADOW
     ).values_list("request_id", "input_index", "status", "output")
     primaries = primary_rows(rollout, set(request_ids))
-    version = rollout.shadow
     for request_id, index, status, output in shadows:
         compared = compare(
             primaries.get((request_id, index)), output if status == Prediction.Status.SUCCEEDED else None

@@ -115,7 +115,7 @@ def _percentile(ordered: list[float], p: int) -> float | None:
     return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
 
 
-def _add_top1(stats: VersionStats, outputs: list[dict[str, Any]]) -> None:
+def _add_top1(stats: VersionStats, outputs: list[Any]) -> None:
     """Classifier rows only (a tensor model's outputs have no top class)."""
     firsts = [o["top_k"][0] for o in outputs if isinstance(o, dict) and o.get("top_k")]
     stats.top1 = dict(Counter(str(first.get("label")) for first in firsts).most_common())
@@ -129,7 +129,7 @@ def comparison(
     """The primary's statistics, each candidate's and the shadow's, over one window."""
     versions = [(rollout.primary.number, PRIMARY)]
     versions += [(c.version.number, CANARY) for c in rollout.candidates.all()]
-    if rollout.shadow_id is not None:
+    if rollout.shadow is not None:
         versions.append((rollout.shadow.number, SHADOW))
     return [
         version_stats(rollout, number, route=route, since=since, until=until, outputs=True)

@@ -22,6 +22,7 @@ from apps.inference import audit
 from apps.inference.inputs import IMAGE, TENSORS, Input, Outcome
 from apps.inference.models import Prediction
 from apps.inference.pipeline import Run
+from apps.registry.models import ModelVersion
 from apps.registry.storage import model_store
 from apps.rollouts import metrics, pairing
 from apps.rollouts.models import SHADOW, Rollout
@@ -38,8 +39,9 @@ def shadow_run(message: dict[str, Any]) -> int:
     try:
         if rollout is None:
             return 0
-        if not rollout.is_shadowing or rollout.shadow_id != message["version"]:
-            dropped(rollout.pk, rollout.shadow or rollout.primary, _input_count(requests), "ended")
+        shadow = rollout.shadow
+        if not rollout.is_shadowing or shadow is None or shadow.pk != message["version"]:
+            dropped(rollout.pk, shadow or rollout.primary, _input_count(requests), "ended")
             return 0
         done = set(
             Prediction.objects.filter(source=SHADOW, request_id__in=[r["request_id"] for r in requests])
@@ -47,32 +49,31 @@ def shadow_run(message: dict[str, Any]) -> int:
             .distinct()
         )
         todo = [r for r in requests if r["request_id"] not in done]
-        return _run(rollout, todo, name) if todo else 0
+        return _run(rollout, shadow, todo, name) if todo else 0
     finally:
         with contextlib.suppress(OSError):
             model_store.delete(name)
 
 
-def _run(rollout: Rollout, requests: list[dict[str, Any]], name: str) -> int:
+def _run(rollout: Rollout, shadow: ModelVersion, requests: list[dict[str, Any]], name: str) -> int:
     try:
         with model_store.open(name, "rb") as stored:
             inputs = _inputs(requests, load(stored.read()))
     except (OSError, ValueError, KeyError):
         logger.warning("Shadow inputs %s could not be read; the batch is dropped", name, exc_info=True)
-        dropped(rollout.pk, rollout.shadow, _input_count(requests), "ended")
+        dropped(rollout.pk, shadow, _input_count(requests), "ended")
         return 0
-    version = rollout.shadow
     started = time.perf_counter()
-    run = Run(version, inputs, source=Prediction.Source.SHADOW)
+    run = Run(shadow, inputs, source=Prediction.Source.SHADOW)
     outcomes = run.execute(top_k=max(r["top_k"] for r in requests), strict=False)
     seconds = (time.perf_counter() - started) / max(1, len(outcomes))
     written, position = 0, 0
     for request in requests:
         mine = outcomes[position : position + len(request["inputs"])]
         position += len(mine)
-        written += _write(rollout, request["request_id"], mine, seconds)
-    _count(rollout, outcomes, seconds)
-    pairing.observe_pairs(rollout, [r["request_id"] for r in requests])
+        written += _write(rollout, shadow, request["request_id"], mine, seconds)
+    _count(shadow, outcomes, seconds)
+    pairing.observe_pairs(rollout, shadow, [r["request_id"] for r in requests])
     return written
 
 
@@ -89,13 +90,15 @@ def _inputs(requests: list[dict[str, Any]], parts: dict[str, Any]) -> list[Input
     return inputs
 
 
-def _write(rollout: Rollout, request_id: str, outcomes: list[Outcome], seconds: float) -> int:
+def _write(
+    rollout: Rollout, shadow: ModelVersion, request_id: str, outcomes: list[Outcome], seconds: float
+) -> int:
     """The request's rows, all or none. The model's owner owns them: no caller, no key, no
     quota (the caller's trail never shows them)."""
     context = audit.Context(
         user_id=rollout.model.owner_id,
         api_key_id=None,
-        version=rollout.shadow,
+        version=shadow,
         alias=rollout.alias_name,
         source=Prediction.Source.SHADOW,
         request_id=request_id,
@@ -113,8 +116,7 @@ def _write(rollout: Rollout, request_id: str, outcomes: list[Outcome], seconds: 
     return len(rows)
 
 
-def _count(rollout: Rollout, outcomes: list[Outcome], seconds: float) -> None:
-    version = rollout.shadow
+def _count(version: ModelVersion, outcomes: list[Outcome], seconds: float) -> None:
     failed = sum(1 for o in outcomes if not o.succeeded)
     for status, count in (("succeeded", len(outcomes) - failed), ("failed", failed)):
         if count:

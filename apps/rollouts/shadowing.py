@@ -62,7 +62,7 @@ def mirror(
     if route != PRIMARY or not alias:
         return
     split = split_for(version.model.name, alias)
-    if split is None or not split.shadows(request_id):
+    if split is None or split.shadow is None or not split.shadows(request_id):
         return
     item = Mirrored(request_id=request_id, top_k=top_k)
     for outcome in outcomes:
@@ -194,6 +194,7 @@ def store(items: list[Mirrored]) -> str:
     offset = 0
     for i, item in enumerate(items):
         for j, given in enumerate(item.inputs):
+            named: list[tuple[str, bytes, str, list[int]]]  # name, bytes, dtype, shape
             if given["kind"] == IMAGE:
                 named = [(f"{i}.{j}", given["data"], "bytes", [])]
             else:

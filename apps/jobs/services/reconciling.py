@@ -12,6 +12,7 @@ from apps.core import metrics
 from apps.jobs import webhooks
 from apps.jobs.models import BatchJob, WebhookDelivery
 from apps.jobs.services import lifecycle, submitting
+from apps.jobs.services.leasing import JOB_CLAIM
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def reconcile_jobs() -> dict[str, list[str]]:
     ends `failed`; a cancelled one whose worker died ends `cancelled`."""
     now = timezone.now()
     grace = now - dt.timedelta(seconds=settings.JOB_QUEUED_GRACE_SECONDS)
-    owed = BatchJob.objects.filter(lifecycle.JOB_CLAIM.waiting(now), enqueued_at__lt=grace)
+    owed = BatchJob.objects.filter(JOB_CLAIM.waiting(now), enqueued_at__lt=grace)
     owed = owed.order_by("created_at")
     report: dict[str, list[str]] = {"enqueued": [], "settled": [], "webhooks": []}
     if _messages_cover_queued_jobs():

@@ -54,7 +54,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @rpc(scope=PREDICT)
     def RepositoryIndex(self, request: pb.RepositoryIndexRequest, call: Call) -> pb.RepositoryIndexResponse:
-        index = services.repository_index(user=call.user, api_key=call.api_key, ready_only=request.ready)
+        index = services.repository_index(
+            user=call.authenticated_user, api_key=call.api_key, ready_only=request.ready
+        )
         return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**m) for m in index])
 
 

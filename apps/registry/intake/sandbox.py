@@ -44,7 +44,7 @@ _BOOT = (
     "from apps.registry.intake.child.main import main\n"
     "sys.exit(main(sys.argv[:2]))\n"
 )
-_SIGNALS = {
+_SIGNALS: dict[int, tuple[str, str]] = {
     signal.SIGXCPU: ("cpu_time_limit", "The converter used up its CPU time ({cpu} s) and was stopped."),
     signal.SIGKILL: (
         "killed",

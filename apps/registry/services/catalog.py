@@ -2,7 +2,7 @@
 
 import hashlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.files import File
@@ -270,7 +270,7 @@ def model_version_archive(*, version: ModelVersion) -> ModelVersion:
 # --- Aliases ---------------------------------------------------------------------------------
 
 
-ALIAS_NAME_MAX_LENGTH = ModelAlias._meta.get_field("name").max_length
+ALIAS_NAME_MAX_LENGTH = cast(int, ModelAlias._meta.get_field("name").max_length)  # a CharField's: set
 
 
 @transaction.atomic

@@ -28,7 +28,7 @@ from apps.core import tasks
 from apps.core.heartbeat import Heartbeat
 from apps.registry.intake import formats, sandbox
 from apps.registry.models import ModelVersion
-from apps.registry.storage import local_path, model_store
+from apps.registry.storage import local_path, model_store, stored_name
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def store_source(version: ModelVersion, file: File, fmt: str, options: dict[str,
     version.status = ModelVersion.Status.CONVERTING
     version.converted_from = {"format": fmt, "options": options, "source_size_bytes": version.size_bytes}
     version.source.save(formats.SUFFIXES[fmt], file, save=False)
-    return version.source.name
+    return stored_name(version.source.name)
 
 
 def enqueue_version_conversion(version: ModelVersion) -> None:
@@ -132,7 +132,7 @@ def model_version_convert(*, version_id: int) -> ModelVersion | None:
     )
     scratch = sandbox.scratch_folder()
     try:
-        with _source_on_disk(version.source.name) as source:
+        with _source_on_disk(stored_name(version.source.name)) as source:
             outcome = sandbox.run_conversion(
                 _job(version), source, _limits(), network=_network(), scratch=scratch
             )
@@ -190,9 +190,10 @@ def _source_on_disk(name: str) -> Iterator[Path]:
 def _finish_converted(version: ModelVersion, outcome: sandbox.Outcome) -> ModelVersion:
     """Store the ONNX file and hand the version to validation, unless it was archived meanwhile."""
     converted_from = {**version.converted_from, **outcome.report, "sandbox": outcome.sandbox}
+    assert outcome.onnx_path is not None  # a conversion that succeeded wrote its file
     with open(outcome.onnx_path, "rb") as onnx_file:
         version.artifact.save("model.onnx", File(onnx_file), save=False)
-    stored = version.artifact.name
+    stored = stored_name(version.artifact.name)
     with transaction.atomic():
         updated = ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.CONVERTING).update(
             artifact=stored,

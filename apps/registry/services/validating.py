@@ -18,8 +18,8 @@ from apps.core import tasks
 from apps.core.claims import ClaimRule, Lease
 from apps.core.heartbeat import Heartbeat
 from apps.registry.models import MLModel, ModelVersion
-from apps.registry.storage import local_path, model_store
-from apps.registry.validation import ModelFileError, validate_model_file
+from apps.registry.storage import local_path, model_store, stored_name
+from apps.registry.validation import ModelFileError, ValidationReport, validate_model_file
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +118,10 @@ def reconcile_versions() -> list[int]:
     return owed
 
 
-def _run_validation(version: ModelVersion):
+def _run_validation(version: ModelVersion) -> ValidationReport:
     crop = version.preprocessing.get("crop") or version.preprocessing.get("resize")
     label_count = len(version.labels) if version.model.task == MLModel.Task.IMAGE_CLASSIFICATION else None
-    with _artifact_on_disk(version.artifact.name) as path:
+    with _artifact_on_disk(stored_name(version.artifact.name)) as path:
         return validate_model_file(
             path,
             intra_op_threads=settings.ORT_INTRA_OP_THREADS,

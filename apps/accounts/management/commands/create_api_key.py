@@ -1,6 +1,7 @@
 """python manage.py create_api_key USERNAME --name N [--scopes ...] [--models ...] [--expires-in-days D]"""
 
 import argparse
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--expires-in-days", type=int)
         parser.add_argument("--rate-limit-per-minute", type=int)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         user = get_user_model().objects.filter(username=options["username"]).first()
         if user is None:
             raise CommandError(f"No user named {options['username']!r}.")

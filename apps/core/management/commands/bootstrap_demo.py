@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.accounts.models import ApiKey
+from apps.accounts.models import ApiKey, User
 from apps.accounts.services import CreatedKey, api_key_create, api_key_revoke
 from apps.registry import services
 from apps.registry.models import ModelVersion
@@ -48,6 +48,8 @@ class Command(BaseCommand):
         else:
             # An earlier run registered it: finish what that run left undone.
             version = services.model_version_validate(version_id=version.pk)
+            if version is None:  # deleted while this ran
+                raise CommandError("The demo model's version no longer exists: run this again.")
             if version.status != ModelVersion.Status.READY:
                 raise CommandError(f"The demo model is {version.status}: {version.status_reason}")
             services.alias_set(model=version.model, name="production", version=version, user=user)
@@ -60,7 +62,7 @@ class Command(BaseCommand):
             )
         )
 
-    def _demo_key(self, user: object) -> CreatedKey:
+    def _demo_key(self, user: User) -> CreatedKey:
         """A fresh key each run: the secret of an earlier one cannot be shown again."""
         for old in ApiKey.objects.filter(owner=user, name=DEMO_KEY_NAME, revoked_at__isnull=True):
             api_key_revoke(api_key=old)

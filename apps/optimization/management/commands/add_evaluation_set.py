@@ -2,6 +2,7 @@
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
@@ -20,11 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--file", required=True, type=Path)
         parser.add_argument("--description", default="")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         model = MLModel.objects.filter(name=options["model"]).first()
         if model is None:
             raise CommandError(f"No model named '{options['model']}'.")
-        path: Path = options["file"]  # type: ignore[assignment]
+        path: Path = options["file"]
         try:
             with path.open("rb") as handle:
                 created = evaluation_set_create(

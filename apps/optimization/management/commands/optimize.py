@@ -6,6 +6,7 @@ prints the report. The API does the same on a worker (POST .../versions/N/optimi
 
 import argparse
 import json
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--time-budget", type=float, help="auto-int8's time box in seconds")
         parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         version = ModelVersion.objects.filter(model__name=options["model"], number=options["number"]).first()
         if version is None:
             raise CommandError(f"No version {options['number']} of '{options['model']}'.")

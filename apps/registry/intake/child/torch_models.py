@@ -35,7 +35,7 @@ TORCHSCRIPT_EXPORTER_NOTE = (
 
 
 def _torch() -> Any:
-    torch = require("torch", "torch", "PyTorch conversion")
+    torch: Any = require("torch", "torch", "PyTorch conversion")  # Any: its `load` is replaced below
     if not getattr(torch.load, "_weights_only_forced", False):
         original = torch.load
 
@@ -151,8 +151,8 @@ def _check(torch: Any, module: Any, specs: list[InputSpec], job: dict) -> Parity
 
 def _result(
     torch: Any, fmt: str, specs: list[InputSpec], parity: Parity, *, exporter: str, note: str = ""
-) -> dict:
-    result = {
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
         "format": fmt,
         "inputs": [{"name": s.name, "dtype": s.dtype, "shape": s.shape} for s in specs],
         "framework": {"torch": torch.__version__},

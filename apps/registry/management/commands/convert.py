@@ -168,4 +168,4 @@ def _call_factory(spec: str) -> tuple[Any, tuple]:
     if not isinstance(result, tuple) or len(result) != 2:
         raise CommandError(f"{spec}() must return (module, example_inputs).")
     module, example_inputs = result
-    return module, example_inputs if isinstance(example_inputs, tuple | list) else (example_inputs,)
+    return module, tuple(example_inputs) if isinstance(example_inputs, tuple | list) else (example_inputs,)

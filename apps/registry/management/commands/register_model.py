@@ -5,11 +5,13 @@ python manage.py register_model --name NAME --file F.onnx [--labels L] [--prepro
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.accounts.models import User
 from apps.core.exceptions import ApplicationError
 from apps.registry import services
 from apps.registry.models import MLModel, ModelVersion
@@ -34,7 +36,7 @@ class Command(BaseCommand):
             "--async", dest="run_async", action="store_true", help="Enqueue validation on a worker instead."
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         if options["run_async"] and options["alias"]:
             raise CommandError("--alias needs the version validated first; it cannot be used with --async.")
         owner = self._owner(options["owner"])
@@ -55,7 +57,10 @@ class Command(BaseCommand):
         if options["run_async"]:
             self.stdout.write(f"Registered {model.name} v{version.number}; validation enqueued.")
             return
-        version = services.model_version_validate(version_id=version.pk)
+        validated = services.model_version_validate(version_id=version.pk)
+        if validated is None:  # deleted while this ran
+            raise CommandError(f"{model.name} v{version.number} no longer exists.")
+        version = validated
         if version.status != ModelVersion.Status.READY:
             raise CommandError(f"{model.name} v{version.number} failed validation: {version.status_reason}")
         latency = version.metrics["latency_ms"]
@@ -67,7 +72,7 @@ class Command(BaseCommand):
             services.alias_set(model=model, name=options["alias"], version=version, user=owner)
             self.stdout.write(f"Alias {options['alias']} → v{version.number}")
 
-    def _owner(self, username: object):
+    def _owner(self, username: str | None) -> User:
         users = get_user_model().objects
         if username:
             owner = users.filter(username=username).first()
@@ -77,7 +82,7 @@ class Command(BaseCommand):
             raise CommandError("No owner: pass --owner USERNAME or create a superuser first.")
         return owner
 
-    def _create_version(self, model: MLModel, owner: object, path: Path, options: dict) -> ModelVersion:
+    def _create_version(self, model: MLModel, owner: User, path: Path, options: dict) -> ModelVersion:
         labels = options["labels"].read_bytes() if options["labels"] else None
         preprocessing = options["preprocessing"].read_text() if options["preprocessing"] else None
         with path.open("rb") as fh:
