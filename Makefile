@@ -49,6 +49,8 @@ run: demo
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@# The annotations are checked: apps/, mlplatform/, workers/ ([tool.mypy], ADR 0032).
+	$(VENV)/bin/mypy
 
 format: install-dev
 	$(VENV)/bin/ruff format .
