@@ -8,17 +8,14 @@ var/browser-failures/ (or BROWSER_FAILURES_DIR), which CI keeps as an artifact.
 """
 
 import os
-import secrets
-import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.test_stack import BIN, ROOT, _ready, database_url, e2e_dir, free_port, stop, wait_for  # noqa: F401
+from tests import live
+from tests.live import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 FAILURES = Path(os.environ.get("BROWSER_FAILURES_DIR", ROOT / "var" / "browser-failures"))
@@ -42,57 +39,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 @pytest.fixture(scope="module")
-def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:  # noqa: F811
+def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
     """One gunicorn; the Celery worker starts when a test asks (`stack["start_worker"]()`),
     so that a test can watch a version wait in "pending" and then become ready."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.browser.settings",  # production's, static files uncompressed
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "False",  # no TLS proxy in front of this test server
-        "DATABASE_URL": database_url,
-        "MODEL_STORE_ROOT": str(e2e_dir / "store"),
-        "BROKER_DIR": str(e2e_dir / "broker"),
-        "STATIC_ROOT": str(e2e_dir / "static"),
-        "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
-        "PYTHONUNBUFFERED": "1",
-        "CACHE_KEY_PREFIX": f"browser-{uuid.uuid4().hex}",
+    env = live.production_env(
+        e2e_dir,
+        database_url,
+        "browser",
+        DJANGO_SETTINGS_MODULE="tests.browser.settings",  # production's, static files uncompressed
         # Validation measures less (the browser waits for it): 3 timed runs, no batch run.
-        "VALIDATION_LATENCY_RUNS": "3",
-        "VALIDATION_THROUGHPUT_BATCH": "1",
-    }
-    if not os.environ.get("REDIS_URL"):
-        env["CELERY_BROKER_URL"] = "filesystem://"
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run(
-        [*manage, "createsuperuser", "--noinput", "--username", "maintainer", "--email", "m@example.com"],
-        env=env,
-        cwd=ROOT,
-        check=True,
+        VALIDATION_LATENCY_RUNS="3",
+        VALIDATION_THROUGHPUT_BATCH="1",
     )
-    logs = {name: (e2e_dir / f"browser-{name}.log").open("w") for name in ("web", "worker")}
-    web = [str(BIN / "gunicorn"), "mlplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    processes = [subprocess.Popen(web, env=env, cwd=ROOT, stdout=logs["web"], stderr=subprocess.STDOUT)]
+    live.migrate(env)
+    live.collectstatic(env)
+    live.create_users(env, ["maintainer"], PASSWORD, superuser=True)
+    web = live.start_web(env, e2e_dir / "browser-web.log", workers=2)
+    workers: list[live.Live] = []
 
     def start_worker() -> None:
-        if len(processes) > 1:
-            return
-        command = [str(BIN / "celery"), "-A", "mlplatform", "worker", "--queues", "validation,jobs,default"]
-        command += ["--concurrency", "1", "--loglevel", "INFO"]
-        processes.append(
-            subprocess.Popen(command, env=env, cwd=ROOT, stdout=logs["worker"], stderr=subprocess.STDOUT)
-        )
+        if not workers:
+            workers.append(live.start_worker(env, e2e_dir / "browser-worker.log", "validation,jobs,default"))
 
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(url), 60, f"{url} to be ready")
-        yield {"url": url, "start_worker": start_worker, "dir": e2e_dir}
+        web.wait_ready()
+        yield {"url": web.url, "start_worker": start_worker, "dir": e2e_dir}
     finally:
-        stop(processes, logs)
+        live.stop(web, *workers)
 
 
 @pytest.fixture(scope="module")

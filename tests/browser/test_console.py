@@ -13,12 +13,10 @@ import requests
 
 from tests import onnx_models
 from tests.browser.conftest import PASSWORD
-from tests.e2e.test_stack import wait_for
+from tests.live import DEMO, ROOT, wait_for
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "demo" / "efficientnet_lite0"
 COFFEE = ROOT / "demo" / "images" / "coffee.jpg"
 MODEL = "efficientnet-lite0"  # the name the API docs' examples use
 
