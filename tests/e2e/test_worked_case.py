@@ -10,11 +10,6 @@ and train for a few epochs: the point is the path, not the accuracy. The parity 
 """
 
 import json
-import os
-import secrets
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +17,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.e2e.test_stack import BIN, ROOT, database_url, e2e_dir, free_port, stop, wait_for  # noqa: F401
+from tests import live
+from tests.live import wait_for
 from tests.registry import intake_models
 
 pytest.importorskip("tensorflow")
@@ -35,76 +31,27 @@ LABELS = [str(digit) for digit in range(10)]
 
 
 @pytest.fixture(scope="module")
-def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:  # noqa: F811
+def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
     """One gunicorn and one Celery worker consuming validation, default and conversion."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",
-        "DATABASE_URL": database_url,
-        "MODEL_STORE_ROOT": str(e2e_dir / "store"),
-        "BROKER_DIR": str(e2e_dir / "broker"),
-        "STATIC_ROOT": str(e2e_dir / "static"),
-        "DJANGO_SUPERUSER_PASSWORD": "e2e-password",
-        "PYTHONUNBUFFERED": "1",
-        "CACHE_KEY_PREFIX": f"e2e-{uuid.uuid4().hex}",
-        "VALIDATION_LATENCY_RUNS": "10",
-        "VALIDATION_THROUGHPUT_RUNS": "2",
-    }
-    if not os.environ.get("REDIS_URL"):
-        env["CELERY_BROKER_URL"] = "filesystem://"
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run(
-        [*manage, "createsuperuser", "--noinput", "--username", "e2e", "--email", "e2e@example.com"],
-        env=env,
-        cwd=ROOT,
-        check=True,
+    env = live.production_env(
+        e2e_dir, database_url, "e2e", VALIDATION_LATENCY_RUNS="10", VALIDATION_THROUGHPUT_RUNS="2"
     )
-    logs = {name: (e2e_dir / f"{name}.log").open("w") for name in ("web", "worker")}
-    web = [str(BIN / "gunicorn"), "mlplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    worker = [str(BIN / "celery"), "-A", "mlplatform", "worker", "--queues", "validation,default,conversion"]
-    processes = [
-        subprocess.Popen(
-            [*web, "--timeout", "120"], env=env, cwd=ROOT, stdout=logs["web"], stderr=subprocess.STDOUT
-        ),
-        subprocess.Popen(
-            [*worker, "--concurrency", "1", "--loglevel", "INFO"],
-            env=env,
-            cwd=ROOT,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        ),
-    ]
-    url = f"http://127.0.0.1:{port}"
+    live.migrate(env)
+    live.collectstatic(env)
+    live.create_users(env, ["e2e"], "e2e-password", superuser=True)
+    web = live.start_web(env, e2e_dir / "web.log", timeout=120)
+    worker = live.start_worker(env, e2e_dir / "worker.log", "validation,default,conversion")
     try:
-        wait_for(lambda: _ready(url), 60, "the web server")
-        yield {"url": url, "http": login(url), "logs": e2e_dir}
+        web.wait_ready("the web server")
+        yield {"url": web.url, "http": login(web.url), "logs": e2e_dir}
     finally:
-        stop(processes, logs)
+        live.stop(web, worker)
 
 
 def login(url: str) -> requests.Session:
     """A session with a JWT. A minute's patience: the first request of a fresh gunicorn worker
     on a busy CI machine (password hashing included) can take longer than test_stack allows."""
-    response = requests.post(
-        f"{url}/api/v1/auth/token/", json={"username": "e2e", "password": "e2e-password"}, timeout=60
-    )
-    assert response.status_code == 200, response.text
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {response.json()['access']}"
-    return session
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/readyz", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
+    return live.login(url, timeout=60)
 
 
 @pytest.fixture(scope="module")
