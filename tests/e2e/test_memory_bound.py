@@ -7,21 +7,17 @@ Before the fix, a 1 GiB raw image body to predict became a job (202) and the wor
 about 1 GB: the raw-body parser read the whole body into memory."""
 
 import json
-import os
-import secrets
 import socket
-import subprocess
-import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.test_stack import BIN, ROOT, _ready, database_url, e2e_dir, free_port, stop, wait_for  # noqa: F401
+from tests import live
 from tests.inference.conftest import TINY_PREPROCESSING
+from tests.live import wait_for
 from tests.onnx_models import tiny_classifier
 
 pytestmark = pytest.mark.e2e
@@ -32,46 +28,22 @@ BOUNDARY = "mlpMemoryBoundary"
 
 
 @pytest.fixture(scope="module")
-def server(e2e_dir: Path, database_url: str) -> Iterator[dict]:  # noqa: F811
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",
-        "DATABASE_URL": database_url,
-        "MODEL_STORE_ROOT": str(e2e_dir / "store"),
-        "BROKER_DIR": str(e2e_dir / "broker"),
-        "STATIC_ROOT": str(e2e_dir / "static"),
-        "CACHE_KEY_PREFIX": f"memory-{uuid.uuid4().hex}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    if not os.environ.get("REDIS_URL"):
-        env["CELERY_BROKER_URL"] = "filesystem://"
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    create = (
-        "from apps.accounts.models import User; User.objects.create_user('mem', password='mem-password-1')"
-    )
-    subprocess.run([*manage, "shell", "-c", create], env=env, cwd=ROOT, check=True)
+def server(e2e_dir: Path, database_url: str) -> Iterator[dict]:
+    env = live.production_env(e2e_dir, database_url, "memory")
+    live.migrate(env)
+    live.create_users(env, ["mem"], "mem-password-1")
     (e2e_dir / "tiny.onnx").write_bytes(tiny_classifier())
     (e2e_dir / "pre.json").write_text(json.dumps(TINY_PREPROCESSING))
     register = ["register_model", "--name", "tiny", "--owner", "mem", "--alias", "production"]
     files = ["--file", str(e2e_dir / "tiny.onnx"), "--preprocessing", str(e2e_dir / "pre.json")]
-    subprocess.run([*manage, *register, *files], env=env, cwd=ROOT, check=True, capture_output=True)
-    log = (e2e_dir / "memory-web.log").open("w")
-    command = [str(BIN / "gunicorn"), "mlplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    live.manage(env, *register, *files, quiet=True)
+    web = live.start_web(env, e2e_dir / "memory-web.log")
     try:
-        wait_for(lambda: _ready(url) and _worker_pid(process.pid), 60, "the web server")
-        token = requests.post(
-            f"{url}/api/v1/auth/token/", json={"username": "mem", "password": "mem-password-1"}, timeout=10
-        ).json()["access"]
-        yield {"url": url, "port": port, "pid": _worker_pid(process.pid), "auth": f"Bearer {token}"}
+        wait_for(lambda: web.ready() and _worker_pid(web.pid), 60, "the web server")
+        auth = live.login(web.url, "mem", "mem-password-1").headers["Authorization"]
+        yield {"url": web.url, "port": web.port, "pid": _worker_pid(web.pid), "auth": auth}
     finally:
-        stop([process], {"web": log})
+        live.stop(web)
 
 
 def _worker_pid(master: int) -> int | None:
