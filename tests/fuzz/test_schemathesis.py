@@ -5,65 +5,45 @@ one run with an API key and one with a JWT, every check on, a fixed seed. It mus
 
 import json
 import os
-import secrets
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.test_stack import BIN, ROOT, _ready, database_url, e2e_dir, free_port, stop, wait_for  # noqa: F401
+from tests import live
+from tests.live import BIN, ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, *live.requires(postgres=True, redis=True)]
 
 USERNAME, PASSWORD = "fuzz", "fuzz-password-1"
 
 
 @pytest.fixture(scope="module")
-def server(e2e_dir: Path, database_url: str) -> Iterator[dict]:  # noqa: F811
-    if not database_url.startswith("postgres"):
-        pytest.skip("fuzzing runs on PostgreSQL and Redis (set DATABASE_URL and REDIS_URL)")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",
-        "DATABASE_URL": database_url,
-        "MODEL_STORE_ROOT": str(e2e_dir / "store"),
-        "STATIC_ROOT": str(e2e_dir / "static"),
-        "CACHE_KEY_PREFIX": f"fuzz-{uuid.uuid4().hex}",
+def server(e2e_dir: Path, database_url: str) -> Iterator[dict]:
+    env = live.production_env(
+        e2e_dir,
+        database_url,
+        "fuzz",
         # The fuzzer's own requests without credentials must not lock its address out, nor
         # its bursts hit the rate limits: both are tested elsewhere, and are documented 429s.
-        "AUTH_FAILURE_RATE": "100000/min",
-        "THROTTLE_RATE_PREDICT": "100000/min",
-        "THROTTLE_RATE_JOBS": "100000/min",
-        "THROTTLE_RATE_REGISTRY_WRITE": "100000/min",
-        "MONTHLY_PREDICTION_QUOTA": "",
-        "PYTHONUNBUFFERED": "1",
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    create_user = (
-        f"from apps.accounts.models import User;User.objects.create_user({USERNAME!r}, password={PASSWORD!r})"
+        AUTH_FAILURE_RATE="100000/min",
+        THROTTLE_RATE_PREDICT="100000/min",
+        THROTTLE_RATE_JOBS="100000/min",
+        THROTTLE_RATE_REGISTRY_WRITE="100000/min",
+        MONTHLY_PREDICTION_QUOTA="",
     )
-    subprocess.run([*manage, "shell", "-c", create_user], env=env, cwd=ROOT, check=True)
+    live.migrate(env)
+    live.collectstatic(env)
+    live.create_users(env, [USERNAME], PASSWORD)
     (ROOT / "var" / "fuzz").mkdir(parents=True, exist_ok=True)
-    log = (ROOT / "var" / "fuzz" / "web.log").open("w")
-    command = [str(BIN / "gunicorn"), "mlplatform.wsgi", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", "2", "--timeout", "60"]
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    web = live.start_web(env, ROOT / "var" / "fuzz" / "web.log", workers=2, timeout=60)
     try:
-        wait_for(lambda: _ready(url), 60, "the fuzzing server")
-        yield {"url": url}
+        web.wait_ready("the fuzzing server")
+        yield {"url": web.url}
     finally:
-        stop([process], {"web": log})
+        live.stop(web)
 
 
 def jwt(url: str) -> str:
