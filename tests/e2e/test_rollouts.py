@@ -16,7 +16,6 @@ broker to a real worker consuming only the `shadow` queue, which writes the shad
 import base64
 import os
 import random
-import subprocess
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -29,8 +28,7 @@ from apps.rollouts import shadowing
 from apps.rollouts.guards import check_guards
 from apps.rollouts.models import Rollout
 from apps.rollouts.pairing import primary_rows
-from tests import onnx_models
-from tests.e2e.test_stack import BIN, ROOT, stop, wait_for
+from tests import live, onnx_models
 from tests.inference.conftest import (  # noqa: F401  (fixtures shared with the inference tests)
     TINY_PREPROCESSING,
     encode,
@@ -38,16 +36,13 @@ from tests.inference.conftest import (  # noqa: F401  (fixtures shared with the 
     ready_version,
     tiny_version,
 )
+from tests.live import wait_for
 from tests.rollouts.conftest import key_in, reversed_classifier
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-        or not os.environ.get("REDIS_URL"),
-        reason="needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL), as in CI",
-    ),
+    *live.requires(postgres=True, redis=True),
 ]
 
 KEYS, ROUNDS = 200, 5
@@ -68,25 +63,18 @@ def broker(settings):
     client.delete(settings.SHADOW_QUEUE)
 
 
-def start_worker(tmp_path, settings) -> tuple[subprocess.Popen, dict]:
+def start_worker(tmp_path, settings) -> live.Live:
     """A Celery worker on this test's database, broker and model store, for shadows only."""
     database = connection.settings_dict
     base = urlsplit(os.environ["DATABASE_URL"])
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": "e2e-rollouts-not-secret-" + "x" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": urlunsplit(base._replace(path=f"/{database['NAME']}")),
-        "MODEL_STORE_ROOT": str(settings.MODEL_STORE_ROOT),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "PYTHONUNBUFFERED": "1",
-    }
-    logs = {"worker": (tmp_path / "worker.log").open("w")}
-    command = [str(BIN / "celery"), "-A", "mlplatform", "worker", "--queues", settings.SHADOW_QUEUE]
-    command += ["--concurrency", "1", "--loglevel", "INFO"]
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=logs["worker"], stderr=subprocess.STDOUT)
-    return process, logs
+    env = live.production_env(
+        tmp_path,
+        urlunsplit(base._replace(path=f"/{database['NAME']}")),
+        None,  # the settings' cache prefix, as this process has
+        MODEL_STORE_ROOT=str(settings.MODEL_STORE_ROOT),
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+    )
+    return live.start_worker(env, tmp_path / "worker.log", settings.SHADOW_QUEUE)
 
 
 def image(rng: random.Random) -> str:
@@ -151,7 +139,7 @@ def test_rollouts_end_to_end(
     assert rollout.shadow_dropped == 7
 
     # 2. The worker starts; 1,000 requests, batched by the web side's sender, nothing dropped.
-    worker, logs = start_worker(tmp_path, settings)
+    worker = start_worker(tmp_path, settings)
     try:
         settings.SHADOW_BATCH_SECONDS, settings.SHADOW_QUEUE_MAX_BACKLOG = 0.1, 10_000
         monkeypatch.setattr(shadowing, "sender", shadowing.Sender())
@@ -175,7 +163,7 @@ def test_rollouts_end_to_end(
 
         wait_for(all_shadowed, 60, "every queued shadow to be written")
     finally:
-        stop([worker], logs)
+        live.stop(worker)
     rollout.refresh_from_db()
     assert rollout.shadow_dropped == 7  # nothing dropped in phase 2
     primaries, shadows = linked(primary_ids, rollout)
