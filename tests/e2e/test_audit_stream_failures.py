@@ -11,8 +11,6 @@ the shared server. Needs PostgreSQL (DATABASE_URL) and redis-server, as in CI.
 
 import contextlib
 import os
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,52 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 
-from tests.e2e.test_stack import BIN, ROOT, free_port, wait_for
+from tests import live
+from tests.live import ROOT, free_port, wait_for
 
 PHOTO = (ROOT / "demo" / "images" / "coffee.jpg").read_bytes()
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
-        reason="needs PostgreSQL (DATABASE_URL), as in CI",
-    ),
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
-]
-
-
-class Redis:
-    """A redis-server of the test's own, persisting every write (appendfsync always)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port, self.directory, self.process = free_port(), directory, None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        command += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.answers, 20, "redis-server to start")
-
-    def answers(self) -> bool:
-        import redis
-
-        try:
-            return bool(self.client().ping())
-        except redis.RedisError:
-            return False
-
-    def client(self):
-        import redis
-
-        return redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
+pytestmark = [pytest.mark.e2e, *live.requires(postgres=True, redis_server=True)]
 
 
 class Relay:
@@ -123,98 +81,58 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    import psycopg
-
     workdir = tmp_path_factory.mktemp("audit-stream")
-    redis_server = Redis(workdir)
+    redis_server = live.RedisServer(workdir, durable=True)
     redis_server.start()
-    base = os.environ["DATABASE_URL"]
-    name = f"mlplatform_audit_e2e_{uuid.uuid4().hex[:10]}"
-    admin = urlunsplit(urlsplit(base)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database_url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    parts = urlsplit(database_url)
-    relay = Relay((parts.hostname, parts.port or 5432))
-    relay.restore()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "False",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-        "MODEL_STORE_ROOT": str(workdir / "store"),
-        "STATIC_ROOT": str(workdir / "static"),
-        "CACHE_KEY_PREFIX": f"audit-e2e-{uuid.uuid4().hex[:8]}",
-        "AUDIT_MODE": "stream",
-        "AUDIT_WRITER_CLAIM_SECONDS": "1",
-        "THROTTLE_RATE_PREDICT": "100000/min",
-        "MONTHLY_PREDICTION_QUOTA": "1000000",
-        "PYTHONUNBUFFERED": "1",
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-
-    def run(*args: str) -> str:
-        done = subprocess.run([*manage, *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True)
-        return done.stdout
-
-    run("migrate", "--noinput", "-v0")
-    run(
-        "shell", "-c", "from apps.accounts.models import User; User.objects.create_superuser('e2e', '', 'pw')"
-    )
-    run(*_register_tiny(workdir))
-    key = run("create_api_key", "e2e", "--name", "e2e", "--scopes", "predict").strip()
-    port = free_port()
-    logs, processes = [], {}
-
-    def spawn(label: str, command: list[str], **extra: str) -> subprocess.Popen:
-        log = (workdir / f"{label}.log").open("a")
-        logs.append(log)
-        process = subprocess.Popen(
-            command, env={**env, **extra}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    with live.postgres_database("mlplatform_audit_e2e") as database_url:
+        parts = urlsplit(database_url)
+        relay = Relay((parts.hostname, parts.port or 5432))
+        relay.restore()
+        env = live.production_env(
+            workdir,
+            database_url,
+            "audit-e2e",
+            REDIS_URL=redis_server.url,
+            AUDIT_MODE="stream",
+            AUDIT_WRITER_CLAIM_SECONDS="1",
+            THROTTLE_RATE_PREDICT="100000/min",
+            MONTHLY_PREDICTION_QUOTA="1000000",
         )
-        processes[label] = process
-        return process
+        live.migrate(env, quiet=True)
+        live.create_users(env, ["e2e"], "pw", superuser=True, quiet=True)
+        live.manage(env, *_register_tiny(workdir), quiet=True)
+        key = live.manage(
+            env, "create_api_key", "e2e", "--name", "e2e", "--scopes", "predict", quiet=True
+        ).strip()
+        processes: list[live.Live] = []
 
-    def writer(label: str = "writer", **extra: str) -> subprocess.Popen:
-        relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}"))
-        return spawn(label, [*manage, "auditwriter", "--batch", "20"], DATABASE_URL=relayed, **extra)
+        def writer(label: str = "writer", **extra: str) -> subprocess.Popen:
+            relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{relay.port}"))
+            command = [sys.executable, str(ROOT / "manage.py"), "auditwriter", "--batch", "20"]
+            env_writer = {**env, "DATABASE_URL": relayed, **extra}
+            processes.append(live.spawn(command, env_writer, workdir / f"{label}.log", append=True))
+            return processes[-1].process
 
-    gunicorn = [str(BIN / "gunicorn"), "mlplatform.wsgi", "-c", str(ROOT / "gunicorn.conf.py")]
-    web = spawn("web", [*gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "1"])
-    url = f"http://127.0.0.1:{port}"
-    stack = {
-        "url": url,
-        "key": key,
-        "redis": redis_server,
-        "relay": relay,
-        "database_url": database_url,
-        "writer": writer,
-        "web": web,
-        "workdir": workdir,
-        "stream": f"{env['CACHE_KEY_PREFIX']}:audit",
-    }
-    try:
-        wait_for(lambda: _answers(f"{url}/readyz"), 60, "the web server")
-        yield stack
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
-        relay.cut()
-        if redis_server.process.poll() is None:
+        web = live.start_web(env, workdir / "web.log", workers=2, threads=1, config=True, append=True)
+        processes.append(web)
+        stack = {
+            "url": web.url,
+            "key": key,
+            "redis": redis_server,
+            "relay": relay,
+            "database_url": database_url,
+            "writer": writer,
+            "web": web,
+            "workdir": workdir,
+            "stream": f"{env['CACHE_KEY_PREFIX']}:audit",
+        }
+        try:
+            web.wait_ready("the web server")
+            yield stack
+        finally:
+            live.stop(*processes)
+            relay.cut()
             redis_server.kill()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _register_tiny(workdir: Path) -> list[str]:
@@ -236,13 +154,6 @@ def _register_tiny(workdir: Path) -> list[str]:
         "--alias",
         "production",
     ]
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def predict(stack: dict, request_id: str = "") -> str | None:
