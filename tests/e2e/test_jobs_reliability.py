@@ -11,11 +11,8 @@ import hmac
 import io
 import json
 import os
-import secrets
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,201 +20,83 @@ import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 from django.conf import settings
 from standardwebhooks import Webhook
 
-from tests.e2e.test_stack import BIN, DEMO, ROOT, free_port, wait_for
+from tests import live
+from tests.live import BIN, DEMO, ROOT, free_port, wait_for
 
 PHOTOS = sorted((ROOT / "demo" / "images").glob("*.jpg"))
 BATCH = 16
 LEASE_SECONDS = 6
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
-        reason="needs PostgreSQL (DATABASE_URL), as in CI",
-    ),
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
-]
-
-
-class RedisServer:
-    """A redis-server of this test's own, on a free port, that can be stopped and started again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._answers, 20, "redis-server to start")
-
-    def _answers(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        """Like a crash: SIGKILL, and no persistence, so queued messages are gone."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
+pytestmark = [pytest.mark.e2e, *live.requires(postgres=True, redis_server=True)]
 
 
 @pytest.fixture(scope="module")
 def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    import psycopg
-
     workdir = tmp_path_factory.mktemp("jobs-e2e")
-    redis_server = RedisServer(workdir)
+    redis_server = live.RedisServer(workdir)
     redis_server.start()
-    base = os.environ["DATABASE_URL"]
-    db_name = f"mlplatform_jobs_e2e_{uuid.uuid4().hex[:10]}"
-    admin_url = urlunsplit(urlsplit(base)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    database_url = urlunsplit(urlsplit(base)._replace(path=f"/{db_name}"))
-    port = free_port()
+    with live.postgres_database("mlplatform_jobs_e2e") as database_url:
+        try:
+            yield from _jobs_stack(workdir, redis_server, database_url)
+        finally:
+            redis_server.kill()
+
+
+def _jobs_stack(workdir: Path, redis_server: live.RedisServer, database_url: str) -> Iterator[dict]:
+    """The web server, beat and one worker (more on request), each in a process group of its
+    own, so that a test can kill a worker with its pool child, as if its machine died."""
     worker_metrics_port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_server.url,
-        "MODEL_STORE_ROOT": str(workdir / "store"),
-        "STATIC_ROOT": str(workdir / "static"),
-        "CELERY_BEAT_SCHEDULE_FILENAME": str(workdir / "beat-schedule"),
-        "PYTHONUNBUFFERED": "1",
-        "CACHE_KEY_PREFIX": f"jobs-e2e-{uuid.uuid4().hex}",
-        "THROTTLE_RATE_JOBS": "100000/min",
-        "MONTHLY_PREDICTION_QUOTA": "1000000",
-        "JOB_BATCH_SIZE": str(BATCH),
-        "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
-        "JOB_HEARTBEAT_SECONDS": "1.5",
-        "JOB_RECONCILE_INTERVAL_SECONDS": "2",
-        "JOB_QUEUED_GRACE_SECONDS": "4",
-        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "WEBHOOK_RETRY_BASE_SECONDS": "1",
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-
-    def run(*args: str) -> str:
-        return subprocess.run(
-            [*manage, *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True
-        ).stdout
-
-    run("migrate", "--noinput", "-v0")
-    run("collectstatic", "--noinput", "-v0")
-    run(
-        "shell", "-c", "from apps.accounts.models import User; User.objects.create_superuser('e2e', '', 'pw')"
+    env = live.production_env(
+        workdir,
+        database_url,
+        "jobs-e2e",
+        REDIS_URL=redis_server.url,
+        CELERY_BEAT_SCHEDULE_FILENAME=str(workdir / "beat-schedule"),
+        THROTTLE_RATE_JOBS="100000/min",
+        MONTHLY_PREDICTION_QUOTA="1000000",
+        JOB_BATCH_SIZE=str(BATCH),
+        JOB_LEASE_SECONDS=str(LEASE_SECONDS),
+        JOB_HEARTBEAT_SECONDS="1.5",
+        JOB_RECONCILE_INTERVAL_SECONDS="2",
+        JOB_QUEUED_GRACE_SECONDS="4",
+        WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+        WEBHOOK_RETRY_BASE_SECONDS="1",
     )
-    run(
-        "register_model",
-        "--name",
-        "effnet",
-        "--file",
-        str(DEMO / "model.onnx"),
-        "--labels",
-        str(DEMO / "labels.txt"),
-        "--preprocessing",
-        str(DEMO / "preprocessing.json"),
-        "--alias",
-        "production",
-    )
-    key = run(
-        "create_api_key", "e2e", "--name", "e2e", "--scopes", "predict", "jobs", "models:read", "models:write"
-    ).strip()
-    logs: list = []
-    processes: dict[str, subprocess.Popen] = {}
+    live.migrate(env, quiet=True)
+    live.collectstatic(env, quiet=True)
+    live.create_users(env, ["e2e"], "pw", superuser=True, quiet=True)
+    register = ["register_model", "--name", "effnet", "--file", str(DEMO / "model.onnx")]
+    register += ["--labels", str(DEMO / "labels.txt"), "--preprocessing", str(DEMO / "preprocessing.json")]
+    live.manage(env, *register, "--alias", "production", quiet=True)
+    scopes = ["predict", "jobs", "models:read", "models:write"]
+    key = live.manage(env, "create_api_key", "e2e", "--name", "e2e", "--scopes", *scopes, quiet=True).strip()
+    processes: dict[str, live.Live] = {}
+    options = {"append": True, "own_group": True}
 
-    def spawn(name: str, command: list[str], **extra_env: str) -> subprocess.Popen:
-        log = (workdir / f"{name}.log").open("a")
-        logs.append(log)
-        process = subprocess.Popen(
-            command,
-            env={**env, **extra_env},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    def start_worker(name: str) -> live.Live:
+        processes[name] = live.start_worker(
+            {**env, "WORKER_METRICS_PORT": str(worker_metrics_port)},
+            workdir / f"{name}.log",
+            "jobs,default,validation",
+            hostname=f"{name}@%h",
+            **options,
         )
-        processes[name] = process
-        return process
+        return processes[name]
 
-    def start_worker(name: str) -> subprocess.Popen:
-        return spawn(
-            name,
-            [
-                str(BIN / "celery"),
-                "-A",
-                "mlplatform",
-                "worker",
-                "--queues",
-                "jobs,default,validation",
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"{name}@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            WORKER_METRICS_PORT=str(worker_metrics_port),
-        )
-
-    spawn(
-        "web",
-        [
-            str(BIN / "gunicorn"),
-            "mlplatform.wsgi",
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-        ],
-    )
-    spawn("beat", [str(BIN / "celery"), "-A", "mlplatform", "beat", "--loglevel", "INFO"])
+    web = processes["web"] = live.start_web(env, workdir / "web.log", threads=4, config=True, **options)
+    beat = [str(BIN / "celery"), "-A", "mlplatform", "beat", "--loglevel", "INFO"]
+    processes["beat"] = live.spawn(beat, env, workdir / "beat.log", **options)
     start_worker("worker1")
-    url = f"http://127.0.0.1:{port}"
     http = requests.Session()
     http.headers["X-API-Key"] = key
     stack = {
-        "url": url,
+        "url": web.url,
         "http": http,
         "key": key,
         "redis": redis_server,
@@ -228,29 +107,10 @@ def jobs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "worker_metrics": f"http://127.0.0.1:{worker_metrics_port}/metrics",
     }
     try:
-        wait_for(lambda: _answers(f"{url}/readyz"), 60, "the web server")
+        web.wait_ready("the web server")
         yield stack
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        for log in logs:
-            log.close()
-        redis_server.stop()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
+        live.stop(*processes.values())
 
 
 def _zip_of_photos(count: int) -> bytes:
@@ -326,7 +186,7 @@ def test_a_worker_killed_mid_job_costs_a_delay_not_a_result(jobs_stack: dict) ->
         raise
     worker = stack["processes"]["worker1"]
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool child, as if the machine died
-    worker.wait()
+    worker.process.wait()
     killed_at = job(stack, job_id)
     assert killed_at["status"] == "running"
     assert killed_at["progress"]["done"] < 500
@@ -376,7 +236,7 @@ def test_jobs_accepted_while_redis_is_down_all_complete(jobs_stack: dict) -> Non
     submitter.start()
     try:
         wait_for(lambda: len(accepted) >= 3, 30, "submissions before the outage")
-        stack["redis"].stop()
+        stack["redis"].kill()
         down.set()
         wait_for(lambda: len(accepted_while_down) >= 3, 30, "submissions during the outage")
         down.clear()
