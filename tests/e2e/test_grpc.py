@@ -2,70 +2,32 @@
 configured database (its own PostgreSQL database in CI), called with tritonclient.grpc
 unmodified; then stopped with SIGTERM as Docker and Kubernetes stop it."""
 
-import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
 
-from tests.e2e.test_stack import free_port, wait_for
+from tests import live
+from tests.live import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 PHOTO = ROOT / "demo" / "images" / "coffee.jpg"
 
 
 @pytest.fixture(scope="module")
-def grpc_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def grpc_env(e2e_dir: Path, database_url: str) -> dict[str, str]:
     """Production settings on a fresh database with the demo model; its API key in MLP_KEY."""
-    folder = tmp_path_factory.mktemp("e2e-grpc")
-    base = os.environ.get("DATABASE_URL", "")
-    name = f"mlplatform_e2e_grpc_{uuid.uuid4().hex[:10]}"
-    admin_url = urlunsplit(urlsplit(base)._replace(path="/postgres"))
-    postgres = base.startswith(("postgres://", "postgresql://"))
-    if postgres:
-        import psycopg
-
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-        if postgres
-        else f"sqlite:///{folder / 'e2e.sqlite3'}",
-        "MODEL_STORE_ROOT": str(folder / "store"),
-        "BROKER_DIR": str(folder / "broker"),
-        "CACHE_KEY_PREFIX": f"e2e-grpc-{uuid.uuid4().hex}",
-        "PYTHONUNBUFFERED": "1",
-        "LOG_FORMAT": "plain",
-    }
-    if not os.environ.get("REDIS_URL"):
-        env["CELERY_BROKER_URL"] = "filesystem://"
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    demo = subprocess.run(
-        [*manage, "bootstrap_demo"], env=env, cwd=ROOT, check=True, capture_output=True, text=True
-    )
-    env["MLP_KEY"] = re.search(r"(mlp_[a-z0-9]{8}_[A-Za-z0-9_-]{43})", demo.stdout).group(1)
-    try:
-        yield env
-    finally:
-        if postgres:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    env = live.production_env(e2e_dir, database_url, "e2e-grpc", LOG_FORMAT="plain")
+    live.migrate(env)
+    demo = live.manage(env, "bootstrap_demo", quiet=True)
+    env["MLP_KEY"] = re.search(r"(mlp_[a-z0-9]{8}_[A-Za-z0-9_-]{43})", demo).group(1)
+    return env
 
 
 def test_grpcserver_serves_tritonclient_and_stops_on_sigterm(

@@ -11,7 +11,6 @@ requests) never sends back over plain HTTP.
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,8 +24,8 @@ from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
-from tests import onnx_models
-from tests.e2e.test_stack import BIN, ROOT, database_url, e2e_dir, free_port, login, stop, wait_for  # noqa: F401
+from tests import live, onnx_models
+from tests.live import BIN, ROOT, login, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +43,7 @@ def _broker_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def oauth_stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:  # noqa: F811
-    port = free_port()
+def oauth_stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mlplatform.settings.local",
@@ -57,72 +55,30 @@ def oauth_stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:  # noqa: F8
         "PYTHONUNBUFFERED": "1",
         "PRELOAD_ALIASES": "",
     }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    users = (
-        "from apps.accounts.models import User; "
-        f"[User.objects.create_user(name, password='{PASSWORD}') for name in ('alice', 'bob')]"
-    )
-    subprocess.run([*manage, "shell", "-c", users], env=env, cwd=ROOT, check=True)
+    live.migrate(env)
+    live.create_users(env, ["alice", "bob"], PASSWORD)
     model = e2e_dir / "tiny.onnx"
     model.write_bytes(onnx_models.tiny_classifier())
     (e2e_dir / "labels.txt").write_text("a\nb\nc\n")
     (e2e_dir / "preprocessing.json").write_text(PREPROCESSING)
-    subprocess.run(
-        [
-            *manage,
-            "register_model",
-            "--name=tiny",
-            f"--file={model}",
-            f"--labels={e2e_dir / 'labels.txt'}",
-            f"--preprocessing={e2e_dir / 'preprocessing.json'}",
-            "--alias=production",
-            "--owner=alice",
-        ],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
+    live.manage(
+        env,
+        "register_model",
+        "--name=tiny",
+        f"--file={model}",
+        f"--labels={e2e_dir / 'labels.txt'}",
+        f"--preprocessing={e2e_dir / 'preprocessing.json'}",
+        "--alias=production",
+        "--owner=alice",
+        quiet=True,
     )
-    logs = {name: (e2e_dir / f"oauth-{name}.log").open("w") for name in ("web", "worker")}
-    processes = [
-        subprocess.Popen(
-            [str(BIN / "gunicorn"), "mlplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-            env=env,
-            cwd=ROOT,
-            stdout=logs["web"],
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "mlplatform",
-                "worker",
-                "--queues",
-                "jobs,default",
-                "--concurrency",
-                "1",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        ),
-    ]
-    url = f"http://127.0.0.1:{port}"
+    web = live.start_web(env, e2e_dir / "oauth-web.log")
+    worker = live.start_worker(env, e2e_dir / "oauth-worker.log", "jobs,default", loglevel=None)
     try:
-        wait_for(lambda: _answers(url), 60, f"{url} to answer")
-        yield {"url": url, "logs": e2e_dir}
+        web.wait_ready(f"{web.url} to answer", path="/healthz")
+        yield {"url": web.url, "logs": e2e_dir}
     finally:
-        stop(processes, logs)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
+        live.stop(web, worker)
 
 
 def register(url: str, **fields: object) -> dict:

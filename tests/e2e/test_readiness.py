@@ -5,10 +5,8 @@ in a temporary folder), so stopping it disturbs nothing else on the machine."""
 import contextlib
 import glob
 import os
-import secrets
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.test_stack import BIN, ROOT, free_port, wait_for
+from tests import live
+from tests.live import free_port, wait_for
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
@@ -26,7 +25,7 @@ pytestmark = [
     pytest.mark.skipif(
         shutil.which("runuser") is None or os.geteuid() != 0, reason="initdb runs as postgres"
     ),
-    pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL), as in CI"),
+    *live.requires(redis=True),
 ]
 
 
@@ -74,49 +73,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     postgres = PostgresServer(Path("/tmp") / f"mlp-pg-{uuid.uuid4().hex[:8]}")
     postgres.init()
     postgres.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "False",
-        "DATABASE_URL": postgres.url,
-        "MODEL_STORE_ROOT": str(workdir / "store"),
-        "STATIC_ROOT": str(workdir / "static"),
-        "CACHE_KEY_PREFIX": f"readiness-{uuid.uuid4().hex}",
-    }
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-    )
-    log = (workdir / "web.log").open("w")
-    web = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "mlplatform.wsgi",
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    env = live.production_env(workdir, postgres.url, "readiness")
+    live.migrate(env)
+    web = live.start_web(env, workdir / "web.log", config=True)
     try:
-        wait_for(lambda: _status(f"{url}/readyz") == 200, 60, "the server to be ready")
-        yield {"url": url, "postgres": postgres}
+        web.wait_ready("the server to be ready")
+        yield {"url": web.url, "postgres": postgres}
     finally:
-        web.terminate()
-        web.wait(timeout=20)
-        log.close()
+        live.stop(web)
         with contextlib.suppress(subprocess.CalledProcessError):
             postgres.stop()
         shutil.rmtree(postgres.directory, ignore_errors=True)
