@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_stack import ROOT, free_port, wait_for
+from tests.live import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -6,66 +6,15 @@ it runs on the embedded default (an SQLite file and the filesystem broker).
 """
 
 import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import requests
+
+from tests import live
+from tests.live import DEMO, ROOT, login, wait_for
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "demo" / "efficientnet_lite0"
-BIN = Path(sys.executable).parent
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25) -> object:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e")
-
-
-@pytest.fixture(scope="module")
-def database_url(e2e_dir: Path) -> Iterator[str]:
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        yield f"sqlite:///{e2e_dir / 'e2e.sqlite3'}"
-        return
-    import psycopg
-
-    name = f"mlplatform_e2e_{uuid.uuid4().hex[:10]}"
-    admin_url = urlunsplit(urlsplit(base)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 # Low limits, so the tests can reach them; both web servers must share them.
 REGISTRY_WRITE_LIMIT = 6
@@ -75,113 +24,24 @@ MONTHLY_QUOTA = 4
 @pytest.fixture(scope="module")
 def stack(e2e_dir: Path, database_url: str) -> Iterator[dict]:
     """Two gunicorn servers (separate processes) and one Celery worker on one database and broker."""
-    ports = [free_port(), free_port()]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlplatform.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",  # no TLS proxy in front of this test server
-        "DATABASE_URL": database_url,
-        "MODEL_STORE_ROOT": str(e2e_dir / "store"),
-        "BROKER_DIR": str(e2e_dir / "broker"),
-        "STATIC_ROOT": str(e2e_dir / "static"),
-        "DJANGO_SUPERUSER_PASSWORD": "e2e-password",
-        "PYTHONUNBUFFERED": "1",
-        "THROTTLE_RATE_REGISTRY_WRITE": f"{REGISTRY_WRITE_LIMIT}/hour",
-        "CACHE_KEY_PREFIX": f"e2e-{uuid.uuid4().hex}",
-        "MONTHLY_PREDICTION_QUOTA": str(MONTHLY_QUOTA),
-    }
-    if not os.environ.get("REDIS_URL"):
-        env["CELERY_BROKER_URL"] = "filesystem://"
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-    for username in ("e2e", "e2e-throttle", "e2e-quota"):
-        subprocess.run(
-            [*manage, "createsuperuser", "--noinput", "--username", username, "--email", "e2e@example.com"],
-            env=env,
-            cwd=ROOT,
-            check=True,
-        )
-    logs = {name: (e2e_dir / f"{name}.log").open("w") for name in ("web0", "web1", "worker")}
-    processes = [
-        subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "mlplatform.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "--timeout",
-                "120",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=logs[f"web{index}"],
-            stderr=subprocess.STDOUT,
-        )
-        for index, port in enumerate(ports)
-    ]
-    processes.append(
-        subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "mlplatform",
-                "worker",
-                "--queues",
-                "validation,default",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        )
+    env = live.production_env(
+        e2e_dir,
+        database_url,
+        "e2e",
+        THROTTLE_RATE_REGISTRY_WRITE=f"{REGISTRY_WRITE_LIMIT}/hour",
+        MONTHLY_PREDICTION_QUOTA=str(MONTHLY_QUOTA),
     )
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    live.migrate(env)
+    live.collectstatic(env)
+    live.create_users(env, ["e2e", "e2e-throttle", "e2e-quota"], "e2e-password", superuser=True)
+    webs = [live.start_web(env, e2e_dir / f"web{index}.log", timeout=120) for index in range(2)]
+    worker = live.start_worker(env, e2e_dir / "worker.log", "validation,default")
     try:
-        for url in urls:
-            wait_for(lambda url=url: _ready(url), 60, f"{url} to be ready")
-        yield {"url": urls[0], "urls": urls, "logs": e2e_dir, "env": env}
+        for web in webs:
+            web.wait_ready()
+        yield {"url": webs[0].url, "urls": [web.url for web in webs], "logs": e2e_dir, "env": env}
     finally:
-        stop(processes, logs)
-
-
-def stop(processes: list[subprocess.Popen], logs: dict) -> None:
-    """Stop the stack's processes (killing any that outlive 20 s) and close their logs."""
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    for log in logs.values():
-        log.close()
-
-
-def _ready(base_url: str) -> bool:
-    try:
-        return requests.get(f"{base_url}/readyz", timeout=5).status_code == 200
-    except requests.RequestException:  # not listening yet, or too busy starting up to answer
-        return False
-
-
-def login(url: str, username: str = "e2e", password: str = "e2e-password") -> requests.Session:
-    """A session carrying a JWT access token obtained over HTTP."""
-    response = requests.post(
-        f"{url}/api/v1/auth/token/", json={"username": username, "password": password}, timeout=10
-    )
-    assert response.status_code == 200, response.text
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {response.json()['access']}"
-    return session
+        live.stop(*webs, worker)
 
 
 def test_a_model_uploaded_over_http_is_validated_by_a_real_worker(stack: dict) -> None:

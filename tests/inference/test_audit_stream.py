@@ -134,7 +134,7 @@ def test_a_row_whose_key_was_deleted_meanwhile_lands_without_it(key_client, tiny
 
 @needs_services
 def test_redis_away_writes_the_row_durably(key_client, tiny_version, stream, settings):
-    from tests.e2e.test_stack import free_port
+    from tests.live import free_port
 
     client = key_client()
     settings.CACHES = {

@@ -133,7 +133,7 @@ def test_a_validating_worker_renews_its_lease(settings):
     from apps.core.claims import Lease
     from apps.registry.models import ModelVersion as MV
     from apps.registry.services.validating import validation_heartbeat
-    from tests.e2e.test_stack import wait_for
+    from tests.live import wait_for
 
     settings.VALIDATION_HEARTBEAT_SECONDS = 0.05
     old = timezone.now() - dt.timedelta(minutes=5)
