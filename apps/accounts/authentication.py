@@ -14,10 +14,11 @@ this; the password endpoint, where guessing is the threat, checks first.
 from collections.abc import Mapping
 from functools import cache
 from types import SimpleNamespace
+from typing import Any, cast
 
 from django.conf import settings
-from rest_framework import exceptions
-from rest_framework.authentication import HTTP_HEADER_ENCODING, BaseAuthentication
+from rest_framework import HTTP_HEADER_ENCODING, exceptions
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt import authentication as jwt
@@ -44,7 +45,9 @@ def client_address_of(headers: Mapping[str, str], remote_addr: str | None) -> st
     """client_address() for any door: its headers (or gRPC metadata, `x-forwarded-for`) and
     the address of the connection's far end. DRF's rule (NUM_PROXIES), applied once."""
     request = SimpleNamespace(headers=headers, META={"REMOTE_ADDR": remote_addr})
-    return client_text(BaseThrottle().get_ident(request) or "", 64)  # X-Forwarded-For is the client's
+    # get_ident reads only `headers` and META: any door's request passes as DRF's.
+    ident = BaseThrottle().get_ident(cast(Request, request))
+    return client_text(ident or "", 64)  # X-Forwarded-For is the client's
 
 
 def _failure_identity(client: str) -> str:
@@ -131,13 +134,14 @@ class BearerAuthentication(jwt.JWTAuthentication):
     OAuthToken, which narrows its user as an API key does, or simplejwt's validated token.
     Failed attempts are counted per address."""
 
-    def authenticate(self, request: Request) -> tuple[User, object] | None:
+    # The second item may be an OAuthToken, not simplejwt's Token: a deliberate widening.
+    def authenticate(self, request: Request) -> tuple[User, Any] | None:  # type: ignore[override]
         found = self.authenticate_headers(request.headers, client=client_address(request))
         if found is not None:
             log_context(request).update(log_fields(credential_of(found[1])))
         return found
 
-    def authenticate_headers(self, headers: Mapping[str, str], *, client: str) -> tuple[User, object] | None:
+    def authenticate_headers(self, headers: Mapping[str, str], *, client: str) -> tuple[User, Any] | None:
         header = headers.get("authorization")
         if header is None:
             return None
@@ -150,7 +154,7 @@ class BearerAuthentication(jwt.JWTAuthentication):
                 token = access_token_authenticate(text)
                 return token.user, token
             validated_token = self.get_validated_token(raw_token)
-            return self.get_user(validated_token), validated_token
+            return cast(User, self.get_user(validated_token)), validated_token  # AUTH_USER_MODEL
         except exceptions.AuthenticationFailed:
             count_auth_failure(client)
             raise

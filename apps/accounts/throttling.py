@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from apps.accounts import ratelimit
+from apps.accounts.credentials import Credential
 from apps.accounts.models import ApiKey, User
 from apps.accounts.permissions import request_api_key
 from apps.accounts.services import rate_for
@@ -17,15 +18,16 @@ if TYPE_CHECKING:
     from rest_framework.views import APIView
 
 
-def count_request(user: User, api_key: ApiKey | None, scope: str) -> ratelimit.Verdict | None:
+def count_request(user: User, api_key: Credential | None, scope: str) -> ratelimit.Verdict | None:
     """Count one request of `user` against their rate for `scope`, and against the key's own
-    `rate_limit_per_minute` when it has one; the verdict closer to its limit. None when the
+    `rate_limit_per_minute` when it has one (an OAuth token has none: its user's rates
+    apply); the verdict closer to its limit. None when the
     scope has no rate for this user. Every door that throttles calls this."""
     rate = rate_for(user, scope)
     if rate is None:
         return None
     verdict = ratelimit.hit(f"user:{user.pk}:{scope}", rate)
-    if verdict.allowed and api_key is not None and api_key.rate_limit_per_minute:
+    if verdict.allowed and isinstance(api_key, ApiKey) and api_key.rate_limit_per_minute:
         key_rate = ratelimit.Rate(limit=api_key.rate_limit_per_minute, period=60)
         key_verdict = ratelimit.hit(f"key:{api_key.pk}:{scope}", key_rate)
         if not key_verdict.allowed or key_verdict.remaining < verdict.remaining:
@@ -51,8 +53,9 @@ class ScopedRateThrottle(BaseThrottle):
         verdict = count_request(request.user, request_api_key(request), scope)
         if verdict is None:
             return True
-        request._request.ratelimit = verdict
-        request._request.throttled_scope = scope
+        # Read by RateLimitHeadersMiddleware, which sees Django's request, not DRF's.
+        request._request.ratelimit = verdict  # type: ignore[attr-defined]  # our own attribute
+        request._request.throttled_scope = scope  # type: ignore[attr-defined]
         self.verdict = verdict
         return verdict.allowed
 

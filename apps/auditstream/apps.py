@@ -1,4 +1,5 @@
 import logging
+from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
@@ -20,7 +21,7 @@ class AuditStreamConfig(AppConfig):
             logger.warning("%s: audit rows and the quota are written durably instead.", reason)
 
 
-def check_audit_mode(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_audit_mode(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     if settings.AUDIT_MODE not in MODES:
         return [checks.Error(f"AUDIT_MODE must be one of {', '.join(MODES)}.", id="auditstream.E001")]
     reason = fallback_reason()

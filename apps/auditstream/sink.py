@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from apps.accounts import quota_counter
@@ -79,7 +80,7 @@ class StreamSink:
     def __init__(self, fallback: Any, table: str) -> None:
         self.fallback = fallback
         self.ids = IdBlock(table)
-        self._script = None
+        self._script: Script | None = None
         self._outage_logged = 0.0
 
     def write(self, rows: list[dict[str, Any]], *, spend_quota_of: User | None = None) -> None:
@@ -104,12 +105,13 @@ class StreamSink:
             amount = count
             quota = limits_for(user).monthly_prediction_quota
             limit = -1 if quota is None else quota
-        key = quota_counter.counter_key(user.pk if user else 0, period)
+        owner = user.pk if user is not None else 0  # no user: a counter nobody spends
+        key = quota_counter.counter_key(owner, period)
         keys = [key, settings.AUDIT_STREAM_KEY]
         args = [amount, limit, payload, period.isoformat()]
         status, used = self._run(keys, args)
         if status == 2:  # the month's counter is new (or Redis lost it): seed it and go again
-            quota_counter.seed(user.pk, period)
+            quota_counter.seed(owner, period)
             status, used = self._run(keys, args)
         if status == 1:
             raise quota_exceeded(limit=limit, used=used, amount=amount, period=period)

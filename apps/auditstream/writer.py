@@ -15,25 +15,28 @@ import functools
 import json
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import ForeignKey
 from django.utils import timezone
 
 from apps.accounts.models import QuotaUsage, User
 from apps.inference.models import Prediction
 
+# The rows go in through psycopg's own cursor (below), whose errors Django does not wrap.
+REFUSED: tuple[type[Exception], ...] = (IntegrityError,)
 try:  # the `postgres` group (requirements-postgres.txt): the writer only runs on PostgreSQL
     import psycopg
+
+    REFUSED = (IntegrityError, psycopg.IntegrityError)
 except ImportError:  # the embedded SQLite default: `manage.py auditwriter` has nothing to copy
-    psycopg = None
+    pass
 
 logger = logging.getLogger(__name__)
 
 GROUP = "auditwriter"
 INSERT_CHUNK = 500  # rows per INSERT statement
-# The rows go in through psycopg's own cursor (below), whose errors Django does not wrap.
-REFUSED = (IntegrityError, psycopg.IntegrityError) if psycopg else (IntegrityError,)
 
 
 class Writer:
@@ -134,7 +137,9 @@ def _drop_dangling_references(rows: list[dict]) -> None:
     """A user, key, version or job item deleted since the request: the row keeps no reference
     to it, as the deletion's on_delete=SET_NULL would have done to a stored row."""
     for field in Prediction._meta.concrete_fields:
-        if not (field.is_relation and field.null and field.db_constraint):
+        if not isinstance(field, ForeignKey) or not field.null:
+            continue
+        if not field.db_constraint:  # type: ignore[attr-defined]  # django-stubs 6.1 lacks it
             continue
         wanted = {row[field.attname] for row in rows if row.get(field.attname) is not None}
         if not wanted:
@@ -178,7 +183,7 @@ def _insert(rows: list[dict]) -> set[int]:
 def _insert_sql() -> str:
     quote = connection.ops.quote_name
     fields = Prediction._meta.concrete_fields
-    columns = ", ".join(quote(f.column) for f in fields)
+    columns = ", ".join(quote(cast(str, f.column)) for f in fields)  # a concrete field has its column
     values = ", ".join(["%s"] * len(fields))
     table = quote(Prediction._meta.db_table)
     return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING {quote('id')}"  # noqa: S608

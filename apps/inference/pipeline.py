@@ -67,7 +67,9 @@ class Run:
                     raise _images_not_supported(self.version)
                 outcome.array = _prepare_image(self.version, outcome)
                 if strict and groups and outcome.array.shape not in groups:
-                    raise _inconsistent_sizes(position, outcome.array, self.outcomes[0].array)
+                    first = self.outcomes[0].array
+                    assert first is not None  # the first image made the first group
+                    raise _inconsistent_sizes(position, outcome.array, first)
                 _check_fits(spec, outcome.array)
             except ApplicationError as exc:
                 if strict:
@@ -107,7 +109,9 @@ class Run:
         if outcomes[0].feeds is not None:
             feeds, batched = outcomes[0].feeds, False
         else:
-            feeds, batched = {self._image_input()["name"]: np.stack([o.array for o in outcomes])}, True
+            spec, arrays = self._image_input(), [o.array for o in outcomes if o.array is not None]
+            assert spec is not None and len(arrays) == len(outcomes)  # preprocessed images only reach here
+            feeds, batched = {spec["name"]: np.stack(arrays)}, True
         metrics.BATCH_SIZE.labels(self.source).observe(len(outcomes))
         try:
             dynamic = bool(self.version.signature.get("dynamic_batch"))

@@ -7,6 +7,7 @@ With no environment set at all, the platform runs on one machine: SQLite in
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -522,7 +523,7 @@ WHITENOISE_ROOT = BASE_DIR / "apps" / "core" / "public"
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 # json: one JSON object per line (web and workers), for log shippers; plain: for people.
 LOG_FORMAT = env("LOG_FORMAT", default="json")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "apps.core.middleware.RequestIdLogFilter"}},

@@ -120,7 +120,7 @@ class Call:
     def throttle(self, scope: str) -> None:
         # count_request is annotated for API keys only (apps/accounts/throttling.py, edited
         # elsewhere); it reads an OAuth token's rate, which is None, and nothing more.
-        verdict = count_request(self.authenticated_user, self.api_key, scope)  # type: ignore[arg-type]
+        verdict = count_request(self.authenticated_user, self.api_key, scope)
         self.verdict, self.scope = verdict, scope
         if self.verdict is not None and not self.verdict.allowed:
             raise drf.Throttled(wait=self.verdict.retry_after)

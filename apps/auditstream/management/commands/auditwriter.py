@@ -12,9 +12,10 @@ import os
 import signal
 import socket
 import threading
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
@@ -30,11 +31,11 @@ MAX_BACKOFF_SECONDS = 5.0
 class Command(BaseCommand):
     help = "Copy audit rows from the Redis stream into PostgreSQL in batches (AUDIT_MODE=stream)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="copy what is there, then exit")
         parser.add_argument("--batch", type=int, default=settings.AUDIT_WRITER_BATCH)
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
