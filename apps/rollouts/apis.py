@@ -13,7 +13,7 @@ from apps.core.http import query_data
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.registry import selectors as registry_selectors
-from apps.registry.apis import RegistryApi, visible_model, writable_model
+from apps.registry.apis.base import RegistryApi, visible_model, writable_model
 from apps.registry.models import MLModel
 from apps.rollouts import pairing, selectors, services
 from apps.rollouts.models import Rollout, RolloutCandidate
