@@ -1,6 +1,6 @@
 """Optimization tasks. Thin: take string ids, call the services, which own the logic."""
 
-from apps.optimization.services import optimization_run, reconcile_optimizations
+from apps.optimization.services.lifecycle import optimization_run, reconcile_optimizations
 from workers.profiles import task
 
 

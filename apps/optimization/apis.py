@@ -12,8 +12,10 @@ from apps.core.exceptions import NotFound
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
 from apps.core.uploads import UploadLimits
-from apps.optimization import recipes, services
+from apps.optimization import recipes
 from apps.optimization.models import EvaluationSet, OptimizationRun
+from apps.optimization.services.evaluation_sets import evaluation_set_create, evaluation_set_delete
+from apps.optimization.services.lifecycle import optimization_request
 from apps.registry import selectors as registry_selectors
 from apps.registry.apis import RegistryApi, visible_model, writable_model
 
@@ -116,7 +118,7 @@ class EvaluationSetListApi(RegistryApi):
         model = writable_model(request, name)
         data = self.EvaluationSetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        created = services.evaluation_set_create(
+        created = evaluation_set_create(
             model=model,
             name=data.validated_data["name"],
             upload=data.validated_data["file"],
@@ -138,7 +140,7 @@ class EvaluationSetDetailApi(RegistryApi):
     @extend_schema(operation_id="evaluation_sets_destroy", responses={204: None, **error_responses(403, 404)})
     def delete(self, request: AuthenticatedRequest, name: str, set_name: str) -> Response:
         model = writable_model(request, name)
-        services.evaluation_set_delete(evaluation_set=_evaluation_set_named(model, set_name))
+        evaluation_set_delete(evaluation_set=_evaluation_set_named(model, set_name))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -192,7 +194,7 @@ class OptimizeApi(RegistryApi):
         elif values["recipe"] == "auto-int8":
             keys += ["calibration_size", "time_budget_seconds"]
         params = {k: values[k] for k in keys if values.get(k) is not None}
-        run = services.optimization_request(
+        run = optimization_request(
             version=version,
             recipe=values["recipe"],
             user=request.user,

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.core.claims import ClaimRule, Lease
 from apps.optimization.models import OptimizationRun
-from apps.optimization.services import OPTIMIZATION_CLAIM
+from apps.optimization.services.lifecycle import OPTIMIZATION_CLAIM
 from apps.registry.models import ModelVersion
 from apps.registry.services.validating import VALIDATION_CLAIM
 from tests.factories import ModelVersionFactory

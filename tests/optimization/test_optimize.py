@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from apps.optimization import recipes
 from apps.optimization.models import OptimizationRun
-from apps.optimization.services import optimization_run
+from apps.optimization.services.lifecycle import optimization_run
 from apps.registry.models import ModelVersion
 from tests.inference.conftest import PHOTOS, encode
 
@@ -237,12 +237,12 @@ def test_admin_pages_show_runs_reports_and_sets(api, tiny_version, client, staff
 
 
 def test_a_result_whose_run_failed_before_the_gate_cannot_take_an_alias(api, tiny_version, monkeypatch):
-    from apps.optimization import services
+    from apps.optimization.services import execution
 
     def breaks(*args, **kwargs):
         raise RuntimeError("the evaluation machine caught fire")
 
-    monkeypatch.setattr(services, "_report", breaks)
+    monkeypatch.setattr(execution, "optimization_report", breaks)
     done = run(api, optimize(api, {"recipe": "graph"}))
     assert done["status"] == "failed" and done["result_version"] == 2
     version = ModelVersion.objects.get(model__name="tiny", number=2)
@@ -279,14 +279,14 @@ def test_a_result_is_not_aliasable_until_gated_and_a_retry_gates_it(api, tiny_ve
 
     from django.utils import timezone
 
-    from apps.optimization import services
+    from apps.optimization.services import execution
 
-    real_report = services._report
+    real_report = execution.optimization_report
 
     def worker_dies(*args, **kwargs):
         raise SystemExit("killed while evaluating")
 
-    monkeypatch.setattr(services, "_report", worker_dies)
+    monkeypatch.setattr(execution, "optimization_report", worker_dies)
     run_id = optimize(api, {"recipe": "graph"}).json()["id"]
     with pytest.raises(SystemExit):
         optimization_run(run_id=run_id)
@@ -296,7 +296,7 @@ def test_a_result_is_not_aliasable_until_gated_and_a_retry_gates_it(api, tiny_ve
         api.put("/api/v1/models/tiny/aliases/production/", {"version": 2}, format="json").status_code == 409
     )
 
-    monkeypatch.setattr(services, "_report", real_report)
+    monkeypatch.setattr(execution, "optimization_report", real_report)
     OptimizationRun.objects.filter(pk=run_id).update(
         lease_expires_at=timezone.now() - dt.timedelta(seconds=1)
     )
@@ -310,10 +310,12 @@ def test_a_run_out_of_attempts_leaves_its_result_unaliasable(api, tiny_version, 
 
     from django.utils import timezone
 
-    from apps.optimization import services
+    from apps.optimization.services import execution
 
     settings.OPTIMIZATION_MAX_ATTEMPTS = 1
-    monkeypatch.setattr(services, "_report", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed")))
+    monkeypatch.setattr(
+        execution, "optimization_report", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed"))
+    )
     run_id = optimize(api, {"recipe": "graph"}).json()["id"]
     with pytest.raises(SystemExit):
         optimization_run(run_id=run_id)
@@ -327,15 +329,15 @@ def test_a_run_out_of_attempts_leaves_its_result_unaliasable(api, tiny_version, 
 
 
 def test_a_worker_that_lost_its_run_to_another_does_not_overwrite_it(api, tiny_version, monkeypatch):
-    from apps.optimization import services
+    from apps.optimization.services import execution
 
-    real_report = services._report
+    real_report = execution.optimization_report
 
     def taken_over(run, *args):
         OptimizationRun.objects.filter(pk=run.pk).update(lease_token="someone-else")
         return real_report(run, *args)
 
-    monkeypatch.setattr(services, "_report", taken_over)
+    monkeypatch.setattr(execution, "optimization_report", taken_over)
     run_id = optimize(api, {"recipe": "graph"}).json()["id"]
     optimization_run(run_id=run_id)
     run = OptimizationRun.objects.get(pk=run_id)

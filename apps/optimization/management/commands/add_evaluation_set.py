@@ -8,7 +8,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.exceptions import ApplicationError
-from apps.optimization.services import evaluation_set_create
+from apps.optimization.services.evaluation_sets import evaluation_set_create
 from apps.registry.models import MLModel
 
 

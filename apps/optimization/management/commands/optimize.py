@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.core.exceptions import ApplicationError
 from apps.optimization import recipes
 from apps.optimization.models import EvaluationSet, OptimizationRun
-from apps.optimization.services import optimization_request, optimization_run
+from apps.optimization.services.lifecycle import optimization_request, optimization_run
 from apps.registry.models import ModelVersion
 
 
