@@ -17,7 +17,7 @@ from apps.optimization.models import EvaluationSet, OptimizationRun
 from apps.optimization.services.evaluation_sets import evaluation_set_create, evaluation_set_delete
 from apps.optimization.services.lifecycle import optimization_request
 from apps.registry import selectors as registry_selectors
-from apps.registry.apis import RegistryApi, visible_model, writable_model
+from apps.registry.apis.base import RegistryApi, visible_model, writable_model
 
 
 class EvaluationSetOutputSerializer(serializers.ModelSerializer):
