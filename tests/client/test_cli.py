@@ -25,7 +25,7 @@ CLIENT_SRC = Path(__file__).resolve().parents[2] / "client"
 if str(CLIENT_SRC) not in sys.path:
     sys.path.insert(0, str(CLIENT_SRC))
 
-from mlplatform_client import api, cli  # noqa: E402
+from mlplatform_client import api, cli, jobs, session  # noqa: E402
 
 API_KEY = "test-key"
 CLIENT_ID = "machine-client"
@@ -333,7 +333,7 @@ def server() -> Iterator[FakeApi]:
 
 @pytest.fixture(autouse=True)
 def no_retry_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "RETRY_BACKOFF_SECONDS", (0.0,))
+    monkeypatch.setattr(session, "RETRY_BACKOFF_SECONDS", (0.0,))
     monkeypatch.delenv("MLP_URL", raising=False)
     monkeypatch.delenv("MLP_API_KEY", raising=False)
     monkeypatch.delenv("MLP_CLIENT_ID", raising=False)
@@ -722,7 +722,7 @@ def test_many_images_travel_as_one_zip_archive(
     import io
     import zipfile
 
-    monkeypatch.setattr(api, "MAX_MULTIPART_FILES", 2)
+    monkeypatch.setattr(jobs, "MAX_MULTIPART_FILES", 2)
     code = run(server, "jobs", "submit", str(images), "--model", "m", "--no-wait")
     assert code == 0
     (post,) = server.posts()

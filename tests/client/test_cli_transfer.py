@@ -26,6 +26,7 @@ from tests.client.test_cli import (  # noqa: F401
     no_retry_pause,
     run,
     server,
+    session,
 )
 
 NOW = 1_800_000_000.0
@@ -94,7 +95,7 @@ def test_an_http_date_retry_after_is_waited_until(server: FakeApi, images: Path)
 
 
 def test_without_retry_after_the_backoff_applies(server: FakeApi, images: Path, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(api, "RETRY_BACKOFF_SECONDS", (0.25, 0.5))
+    monkeypatch.setattr(session, "RETRY_BACKOFF_SECONDS", (0.25, 0.5))
     server.busy = [(429, "throttled", {}), (429, "throttled", {}), (429, "throttled", {})]
     waits: list[float] = []
 
