@@ -35,7 +35,8 @@ from sklearn.preprocessing import StandardScaler
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from apps.registry.conversion import ConversionReport, export_sklearn  # noqa: E402
+from apps.registry.conversion.report import ConversionReport  # noqa: E402
+from apps.registry.conversion.scikit_learn import export_sklearn  # noqa: E402
 
 SEED = 0
 TEST_SIZE = 0.25
@@ -95,7 +96,7 @@ the package, no download), split 75/25 stratified with `random_state={seed}`:
 Made by `scripts/train_digits.py` (needs `pip install -r requirements-extras.txt`):
 a scikit-learn {sklearn_version} pipeline of `StandardScaler` and `MLPClassifier` (one
 hidden layer of {hidden} ReLU units, `random_state={seed}`), converted to ONNX with
-`apps.registry.conversion.export_sklearn` (skl2onnx, no ZipMap).
+`apps.registry.conversion.scikit_learn.export_sklearn` (skl2onnx, no ZipMap).
 
 | | test accuracy ({test} images) |
 |---|---|

@@ -16,7 +16,9 @@ import onnxruntime as ort
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.registry.conversion import ConversionError, export_sklearn, export_torch
+from apps.registry.conversion.checking import ConversionError
+from apps.registry.conversion.pytorch import export_torch
+from apps.registry.conversion.scikit_learn import export_sklearn
 from apps.registry.models import ModelAlias, ModelVersion
 
 
@@ -208,7 +210,7 @@ def test_a_mismatch_is_a_command_error(torch, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise ConversionError("output 0 differs")
 
-    monkeypatch.setattr("apps.registry.conversion.export_torch", fail)
+    monkeypatch.setattr("apps.registry.conversion.pytorch.export_torch", fail)  # where convert looks it up
     with pytest.raises(CommandError, match="conversion_mismatch: output 0 differs"):
         call_command(
             "convert", "torch", factory="tests.registry.test_conversion:make_mlp", out=tmp_path / "m.onnx"

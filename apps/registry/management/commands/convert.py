@@ -18,7 +18,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
 from apps.core.exceptions import ApplicationError
-from apps.registry import conversion
+from apps.registry.conversion import pytorch, scikit_learn
+from apps.registry.conversion.checking import DEFAULT_ATOL, DEFAULT_RTOL
+from apps.registry.conversion.report import ConversionReport
 from apps.registry.models import MLModel
 
 _TRUST = "Loading it runs code from it: only use files you trust."
@@ -62,8 +64,8 @@ class Command(BaseCommand):
 
     def _add_common_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--out", required=True, type=Path, help="Where to write the .onnx file.")
-        parser.add_argument("--atol", type=float, default=conversion.DEFAULT_ATOL)
-        parser.add_argument("--rtol", type=float, default=conversion.DEFAULT_RTOL)
+        parser.add_argument("--atol", type=float, default=DEFAULT_ATOL)
+        parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL)
         registering = parser.add_argument_group("registering (as register_model does)")
         registering.add_argument("--register", action="store_true", help="Register and validate the result.")
         registering.add_argument("--name", help="Model name (default: the output file's name, slugified).")
@@ -92,10 +94,10 @@ class Command(BaseCommand):
         if options["register"]:
             self._register(report.path, options)
 
-    def _convert_sklearn(self, options: dict[str, Any]) -> conversion.ConversionReport:
+    def _convert_sklearn(self, options: dict[str, Any]) -> ConversionReport:
         estimator = _load_pickle(options["pickle"])
         sample = _load_sample(options["sample"], options["features"])
-        return conversion.export_sklearn(
+        return scikit_learn.export_sklearn(
             estimator,
             sample,
             options["out"],
@@ -104,9 +106,9 @@ class Command(BaseCommand):
             rtol=options["rtol"],
         )
 
-    def _convert_torch(self, options: dict[str, Any]) -> conversion.ConversionReport:
+    def _convert_torch(self, options: dict[str, Any]) -> ConversionReport:
         module, example_inputs = _call_factory(options["factory"])
-        return conversion.export_torch(
+        return pytorch.export_torch(
             module,
             example_inputs,
             options["out"],
