@@ -47,7 +47,7 @@ def main() -> None:
     from rest_framework_simplejwt.tokens import AccessToken
 
     from apps.accounts.models import User
-    from apps.accounts.services import api_key_create
+    from apps.accounts.services.api_keys import api_key_create
     from apps.oauth.services import application_create
 
     setup_test_environment()

@@ -52,7 +52,7 @@ def client_for() -> Callable:
 @pytest.fixture
 def key_client(user) -> Callable:
     """An API client authenticated with a fresh API key of `owner` (default: alice)."""
-    from apps.accounts.services import api_key_create
+    from apps.accounts.services.api_keys import api_key_create
 
     def make(scopes=("models:read", "models:write", "predict", "jobs"), owner=None, **fields) -> APIClient:
         created = api_key_create(owner=owner or user, name="test", scopes=list(scopes), **fields)

@@ -11,8 +11,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from apps.accounts import services
 from apps.accounts.models import ApiKey, QuotaUsage, User, UserLimits
+from apps.accounts.services.api_keys import api_key_create, api_key_forget, api_key_revoke
 from apps.core.exceptions import ApplicationError
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class ApiKeyForm(forms.ModelForm):
         if self.instance.pk is not None or self.errors:
             return cleaned
         try:
-            created = services.api_key_create(
+            created = api_key_create(
                 owner=cleaned["owner"],
                 name=cleaned["name"],
                 scopes=cleaned["scopes"],
@@ -129,7 +129,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.Form, change: bool) -> None:
         if change:
             obj.save()
-            services.api_key_forget([obj.prefix])  # cached keys see new scopes and models at once
+            api_key_forget([obj.prefix])  # cached keys see new scopes and models at once
         # On add, ApiKeyForm.clean() made the key through the service.
 
     def response_add(
@@ -156,7 +156,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
-            services.api_key_revoke(api_key=api_key)
+            api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", level=messages.SUCCESS)
 
 

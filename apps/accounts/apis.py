@@ -11,10 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
-from apps.accounts import selectors, services
+from apps.accounts import selectors
 from apps.accounts.authenticated import AuthenticatedRequest
 from apps.accounts.authentication import check_auth_failures, record_auth_failure
 from apps.accounts.models import ApiKey
+from apps.accounts.services.api_keys import api_key_create, api_key_revoke
+from apps.accounts.services.quota import usage_for
 from apps.core.exceptions import NotFound
 from apps.core.pagination import LimitOffsetPagination, paginated_response
 from apps.core.schema import error_responses
@@ -129,7 +131,7 @@ class ApiKeyListCreateApi(KeyManagementApi):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         days = data.get("expires_in_days")
-        created = services.api_key_create(
+        created = api_key_create(
             owner=request.user,
             name=data["name"],
             scopes=data["scopes"],
@@ -156,7 +158,7 @@ class ApiKeyDetailApi(KeyManagementApi):
 
     @extend_schema(operation_id="api_keys_revoke", responses={204: None, **error_responses(403, 404)})
     def delete(self, request: AuthenticatedRequest, key_id: int) -> Response:
-        services.api_key_revoke(api_key=self._get(request, key_id))
+        api_key_revoke(api_key=self._get(request, key_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -196,4 +198,4 @@ class MeUsageApi(APIView):
 
     @extend_schema(operation_id="me_usage", responses={200: UsageOutputSerializer, **error_responses()})
     def get(self, request: AuthenticatedRequest) -> Response:
-        return Response(services.usage_for(request.user))
+        return Response(usage_for(request.user))

@@ -26,7 +26,7 @@ from rest_framework_simplejwt import authentication as jwt
 from apps.accounts import ratelimit
 from apps.accounts.credentials import credential_of, log_fields
 from apps.accounts.models import ApiKey, User
-from apps.accounts.services import api_key_authenticate
+from apps.accounts.services.api_keys import api_key_authenticate
 from apps.core import metrics
 from apps.core.middleware import log_context
 from apps.core.text import client_text

@@ -5,7 +5,8 @@ from typing import Any
 from django.db.models import QuerySet
 
 from apps.accounts.models import ApiKey, User
-from apps.accounts.services import limits_for, usage_for
+from apps.accounts.services.limits import limits_for
+from apps.accounts.services.quota import usage_for
 from apps.oauth.credentials import OAuthToken
 from apps.registry.models import ModelGrant
 

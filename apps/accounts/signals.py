@@ -5,7 +5,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from apps.accounts.models import ApiKey, User, UserLimits
-from apps.accounts.services import api_key_forget, limits_invalidate
+from apps.accounts.services.api_keys import api_key_forget
+from apps.accounts.services.limits import limits_invalidate
 
 
 @receiver([post_save, post_delete], sender=UserLimits)

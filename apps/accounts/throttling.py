@@ -11,7 +11,7 @@ from apps.accounts import ratelimit
 from apps.accounts.credentials import Credential
 from apps.accounts.models import ApiKey, User
 from apps.accounts.permissions import request_api_key
-from apps.accounts.services import rate_for
+from apps.accounts.services.limits import rate_for
 from apps.core import metrics
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from redis.exceptions import RedisError
 
 from apps.accounts import quota_counter
 from apps.accounts.models import User
-from apps.accounts.services import current_period, limits_for, quota_exceeded
+from apps.accounts.services.limits import limits_for
+from apps.accounts.services.quota import current_period, quota_exceeded
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from rest_framework import exceptions as drf_exceptions
 
 from apps.accounts.credentials import Credential, recorded_ids
 from apps.accounts.models import User
-from apps.accounts.services import QuotaExceeded, quota_consume, quota_spend_statement
+from apps.accounts.services.quota import QuotaExceeded, quota_consume, quota_spend_statement
 from apps.auditstream.mode import stream_enabled
 from apps.auditstream.sink import StreamSink
 from apps.core.exception_handler import describe_error

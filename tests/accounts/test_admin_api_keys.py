@@ -2,8 +2,8 @@
 
 import pytest
 
-from apps.accounts import services
 from apps.accounts.models import ApiKey
+from apps.accounts.services.api_keys import api_key_authenticate, api_key_create
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +16,7 @@ def admin_client(client, staff_user):
 
 @pytest.fixture
 def api_key(user) -> ApiKey:
-    return services.api_key_create(owner=user, name="ci", scopes=["predict"]).api_key
+    return api_key_create(owner=user, name="ci", scopes=["predict"]).api_key
 
 
 def change(admin_client, api_key: ApiKey, **fields):
@@ -40,11 +40,11 @@ def test_the_admin_refuses_a_key_without_scopes(admin_client, api_key):
 
 
 def test_the_admin_changes_scopes_and_the_key_sees_them_at_once(admin_client, api_key, user):
-    created = services.api_key_create(owner=user, name="second", scopes=["predict"])
-    assert services.api_key_authenticate(created.key).scopes == ["predict"]  # now cached
+    created = api_key_create(owner=user, name="second", scopes=["predict"])
+    assert api_key_authenticate(created.key).scopes == ["predict"]  # now cached
     response = change(admin_client, created.api_key, scopes=["predict", "jobs"], model_names="digits, tiny")
     assert response.status_code == 302, response.content[:3000]
-    authenticated = services.api_key_authenticate(created.key)
+    authenticated = api_key_authenticate(created.key)
     assert authenticated.scopes == ["jobs", "predict"]
     assert authenticated.model_names == ["digits", "tiny"]
 
@@ -58,7 +58,7 @@ def test_a_key_created_in_the_admin_shows_its_secret_once(admin_client, user):
     api_key = ApiKey.objects.get(name="from-admin")
     secret = response.context["key"]
     assert secret.startswith(f"mlp_{api_key.prefix}_") and secret.encode() in response.content
-    assert services.api_key_authenticate(secret).pk == api_key.pk
+    assert api_key_authenticate(secret).pk == api_key.pk
     assert api_key.scopes == ["models:read", "predict"]
     page = admin_client.get(f"/admin/accounts/apikey/{api_key.pk}/change/")
     assert secret.encode() not in page.content

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiKey
-from apps.accounts.services import api_key_authenticate, api_key_forget, api_key_revoke
+from apps.accounts.services.api_keys import api_key_authenticate, api_key_forget, api_key_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -123,11 +123,11 @@ def test_last_used_is_written_at_most_once_a_minute(key_client):
 
 
 def test_a_process_asks_the_shared_marker_once_per_interval(key_client, settings, monkeypatch):
-    from apps.accounts import services
+    from apps.accounts.services import api_keys
 
     settings.LOCAL_CACHE_SECONDS = 2
-    services._touched.clear()
-    services._local_keys.clear()
+    api_keys._touched.clear()
+    api_keys._local_keys.clear()
     client = key_client()
     calls = []
 
@@ -139,10 +139,10 @@ def test_a_process_asks_the_shared_marker_once_per_interval(key_client, settings
             calls.append(key)
             return cache.add(key, *args, **kwargs)
 
-    monkeypatch.setattr(services, "cache", CountingCache())
+    monkeypatch.setattr(api_keys, "cache", CountingCache())
     for _ in range(3):
         assert client.get(URL).status_code == 200
     assert [c for c in calls if c.startswith("apikey-used:")] == [f"apikey-used:{client.api_key.pk}"]
     assert ApiKey.objects.get(pk=client.api_key.pk).last_used_at is not None
-    services._touched.clear()
-    services._local_keys.clear()
+    api_keys._touched.clear()
+    api_keys._local_keys.clear()

@@ -3,7 +3,8 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from apps.accounts.apps import check_rates
 from apps.accounts.models import UserLimits
-from apps.accounts.services import QuotaExceeded, limits_invalidate, quota_consume, rate_for
+from apps.accounts.services.limits import limits_invalidate, rate_for
+from apps.accounts.services.quota import QuotaExceeded, quota_consume
 
 pytestmark = pytest.mark.django_db
 

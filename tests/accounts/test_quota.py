@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, connections
 
 from apps.accounts.models import QuotaUsage, UserLimits
-from apps.accounts.services import QuotaExceeded, current_period, quota_consume, quota_refund, usage_for
+from apps.accounts.services.quota import QuotaExceeded, current_period, quota_consume, quota_refund, usage_for
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.accounts.services import api_key_create
+from apps.accounts.services.api_keys import api_key_create
 from apps.registry.models import ModelAlias, ModelAliasHistory
 from apps.rollouts.models import Rollout
 from tests import onnx_models

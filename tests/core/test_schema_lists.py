@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.generators import SchemaGenerator
 
-from apps.accounts.services import api_key_create
+from apps.accounts.services.api_keys import api_key_create
 from apps.core.schema_docs import EXAMPLES
 from apps.jobs.models import WebhookDelivery
 from apps.oauth.models import Application

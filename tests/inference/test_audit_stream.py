@@ -15,7 +15,7 @@ from django.db import connection
 
 from apps.accounts.models import QuotaUsage
 from apps.accounts.quota_counter import counter_key, redis_client
-from apps.accounts.services import current_period, quota_consume
+from apps.accounts.services.quota import current_period, quota_consume
 from apps.auditstream.mode import effective_mode, fallback_reason
 from apps.auditstream.writer import Writer, store
 from apps.inference.models import Prediction

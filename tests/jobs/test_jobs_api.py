@@ -215,7 +215,7 @@ def test_a_key_without_the_jobs_scope_is_refused(key_client, tiny_version):
 
 
 def test_a_job_spends_quota_for_every_item(key_client, tiny_version, settings):
-    from apps.accounts.services import usage_for
+    from apps.accounts.services.quota import usage_for
 
     settings.MONTHLY_PREDICTION_QUOTA = 3
     client = key_client()

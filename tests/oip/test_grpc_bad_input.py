@@ -11,7 +11,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from tritonclient.grpc import service_pb2 as pb
 
 from apps.accounts.models import QuotaUsage, UserLimits
-from apps.accounts.services import api_key_revoke
+from apps.accounts.services.api_keys import api_key_revoke
 from apps.inference.models import Prediction
 from apps.oip.grpc import server
 from tests.factories import UserFactory

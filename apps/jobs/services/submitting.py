@@ -23,7 +23,7 @@ from rest_framework.exceptions import PermissionDenied
 
 from apps.accounts.credentials import Credential, recorded_ids
 from apps.accounts.models import ApiKey, User
-from apps.accounts.services import quota_consume
+from apps.accounts.services.quota import quota_consume
 from apps.core import metrics, tasks
 from apps.core.exceptions import InvalidInput, PayloadTooLarge, UnprocessableInput
 from apps.core.text import client_text

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.models import ApiKey
-from apps.accounts.services import api_key_create
+from apps.accounts.services.api_keys import api_key_create
 from apps.core.commands import days_from_now
 from apps.core.exceptions import ApplicationError
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.models import ApiKey, User
-from apps.accounts.services import CreatedKey, api_key_create, api_key_revoke
+from apps.accounts.services.api_keys import CreatedKey, api_key_create, api_key_revoke
 from apps.registry import services
 from apps.registry.models import ModelVersion
 
